@@ -1,0 +1,662 @@
+//! One typed configuration, read once at start from command-line flags, the environment and an
+//! optional `harbormaster.toml`, in that order of precedence.
+//!
+//! Every value is validated here, so a bad one stops the start with a message that names the
+//! setting (flag, variable and file key) and says what is wrong with it. Secrets live in
+//! [`Secret`], whose `Debug` and `Display` never show the value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the default configuration file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "harbormaster.toml";
+/// The default local Docker engine socket.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// A value that must never reach a log line or a page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret value itself; call only where it is handed to the system that needs it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A setting that could not be used, with the names a user may have set it under.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: &Setting, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.describe(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The names one setting goes by.
+struct Setting {
+    flag: Option<&'static str>,
+    env: Option<&'static str>,
+    key: &'static str,
+}
+
+impl Setting {
+    const fn new(flag: Option<&'static str>, env: Option<&'static str>, key: &'static str) -> Self {
+        Self { flag, env, key }
+    }
+
+    fn describe(&self) -> String {
+        let mut names = Vec::new();
+        if let Some(env) = self.env {
+            names.push(env.to_string());
+        }
+        if let Some(flag) = self.flag {
+            names.push(flag.to_string());
+        }
+        names.push(format!("`{}` in {DEFAULT_CONFIG_FILE}", self.key));
+        names.join(" / ")
+    }
+}
+
+const BIND: Setting = Setting::new(Some("--bind"), Some("HARBORMASTER_BIND"), "bind");
+const DATABASE_URL: Setting =
+    Setting::new(Some("--database-url"), Some("DATABASE_URL"), "database_url");
+const DATA_DIR: Setting = Setting::new(
+    Some("--data-dir"),
+    Some("HARBORMASTER_DATA_DIR"),
+    "data_dir",
+);
+const PUBLIC_URL: Setting = Setting::new(None, Some("HARBORMASTER_PUBLIC_URL"), "public_url");
+const REQUEST_TIMEOUT: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_REQUEST_TIMEOUT_SECS"),
+    "request_timeout_secs",
+);
+const BODY_LIMIT: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_BODY_LIMIT_BYTES"),
+    "body_limit_bytes",
+);
+const DB_MAX_CONNECTIONS: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_DB_MAX_CONNECTIONS"),
+    "db_max_connections",
+);
+const LOG_FORMAT: Setting = Setting::new(None, Some("HARBORMASTER_LOG_FORMAT"), "log_format");
+const PG_BIN_DIR: Setting = Setting::new(None, Some("HARBORMASTER_PG_BIN"), "pg_bin_dir");
+const DOCKER: Setting = Setting::new(None, Some("HARBORMASTER_DOCKER"), "docker.endpoints");
+const KUBECONFIG: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_KUBECONFIG"),
+    "kubernetes.kubeconfig",
+);
+const KUBE_CONTEXTS: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_KUBE_CONTEXTS"),
+    "kubernetes.contexts",
+);
+const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
+
+/// Settings as given on the command line or in the environment (clap reads both), before
+/// validation. `None` means "not given here".
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct RawSettings {
+    /// Configuration file (TOML). Default: ./harbormaster.toml when it exists.
+    #[arg(long, env = "HARBORMASTER_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL URL. Unset: an embedded private cluster under the data directory.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Directory for the embedded database and other state.
+    #[arg(long, env = "HARBORMASTER_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Address the console and API listen on.
+    #[arg(
+        long,
+        env = "HARBORMASTER_BIND",
+        global = true,
+        value_name = "HOST:PORT"
+    )]
+    pub bind: Option<String>,
+}
+
+/// The optional configuration file. Unknown keys are refused so that a typo is not silently
+/// ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<String>,
+    pub public_url: Option<String>,
+    pub request_timeout_secs: Option<u64>,
+    pub body_limit_bytes: Option<u64>,
+    pub db_max_connections: Option<u32>,
+    pub log_format: Option<String>,
+    pub pg_bin_dir: Option<String>,
+    #[serde(default)]
+    pub docker: FileDocker,
+    #[serde(default)]
+    pub kubernetes: FileKubernetes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDocker {
+    pub endpoints: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKubernetes {
+    pub kubeconfig: Option<String>,
+    pub contexts: Option<Vec<String>>,
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone)]
+pub enum DatabaseConfig {
+    /// An external PostgreSQL server.
+    Url(Secret<String>),
+    /// A private cluster under `<data_dir>/postgres`, started and stopped by Harbormaster.
+    Embedded,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database: DatabaseConfig,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    pub db_max_connections: u32,
+    pub log_format: LogFormat,
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Docker engine endpoints (`unix://…`, `tcp://…`); empty when none is configured and the
+    /// local socket does not exist.
+    pub docker_endpoints: Vec<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub kube_contexts: Vec<String>,
+    /// Where the values came from, for the overview page.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Reads an environment variable that clap does not know about; empty counts as unset.
+fn env_var(setting: &Setting) -> Option<String> {
+    setting
+        .env
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|value| !value.trim().is_empty())
+}
+
+impl Config {
+    /// Validates the settings given on the command line / environment against the optional file.
+    pub fn load(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let (file, config_file) = load_file(raw.config.as_deref())?;
+        Self::from_parts(raw, file, config_file, &|setting| env_var(setting))
+    }
+
+    fn from_parts(
+        raw: &RawSettings,
+        file: FileConfig,
+        config_file: Option<PathBuf>,
+        env: &dyn Fn(&Setting) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let bind_text = first(&raw.bind, file.bind).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind: SocketAddr = bind_text.trim().parse().map_err(|_| {
+            ConfigError::new(
+                &BIND,
+                format!("'{bind_text}' is not a socket address; expected HOST:PORT such as 127.0.0.1:8080"),
+            )
+        })?;
+
+        let database = match first(&raw.database_url, file.database_url) {
+            Some(url) => DatabaseConfig::Url(Secret::new(validate_database_url(&url)?)),
+            None => DatabaseConfig::Embedded,
+        };
+
+        let data_dir_text = first(&raw.data_dir, file.data_dir).unwrap_or_else(|| "./data".into());
+        if data_dir_text.trim().is_empty() {
+            return Err(ConfigError::new(&DATA_DIR, "must not be empty"));
+        }
+        let data_dir = PathBuf::from(data_dir_text.trim());
+
+        let public_url = match env(&PUBLIC_URL).or(file.public_url) {
+            Some(url) => validate_public_url(&url)?,
+            None => format!("http://{bind}"),
+        };
+
+        let request_timeout = Duration::from_secs(number(
+            &REQUEST_TIMEOUT,
+            env(&REQUEST_TIMEOUT),
+            file.request_timeout_secs,
+            30,
+            1..=3600,
+        )?);
+        let body_limit = number(
+            &BODY_LIMIT,
+            env(&BODY_LIMIT),
+            file.body_limit_bytes,
+            2 * 1024 * 1024,
+            1024..=1024 * 1024 * 1024,
+        )? as usize;
+        let db_max_connections = number(
+            &DB_MAX_CONNECTIONS,
+            env(&DB_MAX_CONNECTIONS),
+            file.db_max_connections.map(u64::from),
+            10,
+            1..=1000,
+        )? as u32;
+
+        let log_format = match env(&LOG_FORMAT)
+            .or(file.log_format)
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    &LOG_FORMAT,
+                    format!("'{other}' is not a log format; expected text or json"),
+                ))
+            }
+        };
+
+        let pg_bin_dir = env(&PG_BIN_DIR).or(file.pg_bin_dir).map(PathBuf::from);
+        if let Some(dir) = &pg_bin_dir {
+            if !dir.join("postgres").is_file() {
+                return Err(ConfigError::new(
+                    &PG_BIN_DIR,
+                    format!("{} holds no `postgres` program", dir.display()),
+                ));
+            }
+        }
+
+        let docker_endpoints = match env(&DOCKER) {
+            Some(list) => split_list(&list),
+            None => file.docker.endpoints.unwrap_or_else(|| {
+                if Path::new(DEFAULT_DOCKER_SOCKET).exists() {
+                    vec![format!("unix://{DEFAULT_DOCKER_SOCKET}")]
+                } else {
+                    Vec::new()
+                }
+            }),
+        };
+        for endpoint in &docker_endpoints {
+            validate_docker_endpoint(endpoint)?;
+        }
+
+        let kubeconfig = env(&KUBECONFIG)
+            .or(file.kubernetes.kubeconfig)
+            .map(PathBuf::from);
+        if let Some(path) = &kubeconfig {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    &KUBECONFIG,
+                    format!("{} does not exist or is not a file", path.display()),
+                ));
+            }
+        }
+        let kube_contexts = match env(&KUBE_CONTEXTS) {
+            Some(list) => split_list(&list),
+            None => file.kubernetes.contexts.unwrap_or_default(),
+        };
+
+        Ok(Self {
+            bind,
+            database,
+            data_dir,
+            public_url,
+            request_timeout,
+            body_limit,
+            db_max_connections,
+            log_format,
+            pg_bin_dir,
+            docker_endpoints,
+            kubeconfig,
+            kube_contexts,
+            config_file,
+        })
+    }
+
+    /// The database location with any password removed, for logs and pages.
+    pub fn database_display(&self) -> String {
+        match &self.database {
+            DatabaseConfig::Url(url) => redact_url(url.expose()),
+            DatabaseConfig::Embedded => format!(
+                "embedded PostgreSQL under {}",
+                self.data_dir.join("postgres").display()
+            ),
+        }
+    }
+
+    /// A configuration for tests: embedded database settings off, everything else default.
+    pub fn for_tests(database_url: &str) -> Self {
+        let raw = RawSettings {
+            database_url: Some(database_url.to_string()),
+            bind: Some("127.0.0.1:0".into()),
+            data_dir: Some(std::env::temp_dir().to_string_lossy().into_owned()),
+            config: None,
+        };
+        Self::from_parts(&raw, FileConfig::default(), None, &|_| None)
+            .expect("the test configuration is valid")
+    }
+}
+
+fn first(given: &Option<String>, file: Option<String>) -> Option<String> {
+    given
+        .clone()
+        .filter(|value| !value.trim().is_empty())
+        .or(file)
+}
+
+fn number(
+    setting: &Setting,
+    env: Option<String>,
+    file: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = match env {
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ConfigError::new(setting, format!("'{text}' is not a whole number")))?,
+        None => file.unwrap_or(default),
+    };
+    if !range.contains(&value) {
+        return Err(ConfigError::new(
+            setting,
+            format!(
+                "{value} is out of range; expected {} to {}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn load_file(explicit: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            if !default.exists() {
+                return Ok((FileConfig::default(), None));
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|err| {
+        ConfigError::new(
+            &CONFIG_FILE,
+            format!("cannot read {}: {err}", path.display()),
+        )
+    })?;
+    let file = toml::from_str(&text).map_err(|err| {
+        ConfigError::new(
+            &CONFIG_FILE,
+            format!("{} is not valid: {err}", path.display()),
+        )
+    })?;
+    Ok((file, Some(path)))
+}
+
+fn validate_database_url(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::new(
+            &DATABASE_URL,
+            format!(
+                "'{}' is not a PostgreSQL URL; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                redact_url(url)
+            ),
+        ));
+    }
+    url.parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(|err| ConfigError::new(&DATABASE_URL, format!("cannot be parsed: {err}")))?;
+    Ok(url.to_string())
+}
+
+fn validate_public_url(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len()
+    {
+        return Err(ConfigError::new(
+            &PUBLIC_URL,
+            format!("'{url}' is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(url.to_string())
+}
+
+fn validate_docker_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    let ok = endpoint
+        .strip_prefix("unix://")
+        .map(|path| path.starts_with('/'))
+        .or_else(|| {
+            endpoint
+                .strip_prefix("tcp://")
+                .or_else(|| endpoint.strip_prefix("https://"))
+                .or_else(|| endpoint.strip_prefix("http://"))
+                .map(|rest| !rest.is_empty())
+        })
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            &DOCKER,
+            format!("'{endpoint}' is not a Docker endpoint; expected unix:///path/to/docker.sock or tcp://HOST:PORT"),
+        ))
+    }
+}
+
+/// Removes the password from a URL such as `postgres://user:pw@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(index) => rest.split_at(index),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let marker = if userinfo.contains(':') {
+                ":[redacted]"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{marker}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawSettings {
+        RawSettings::default()
+    }
+
+    fn load(
+        raw: &RawSettings,
+        file: FileConfig,
+        env: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_parts(raw, file, None, &move |setting| {
+            env.iter()
+                .find(|(name, _)| Some(name.as_str()) == setting.env)
+                .map(|(_, value)| value.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_serve_on_loopback_with_an_embedded_database() {
+        let config = load(&raw(), FileConfig::default(), &[]).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert!(matches!(config.database, DatabaseConfig::Embedded));
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_bad_bind_address_names_the_setting() {
+        let raw = RawSettings {
+            bind: Some("nonsense".into()),
+            ..raw()
+        };
+        let err = load(&raw, FileConfig::default(), &[]).unwrap_err();
+        assert!(err.to_string().contains("HARBORMASTER_BIND"), "{err}");
+        assert!(err.to_string().contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let raw = RawSettings {
+            bind: Some("127.0.0.1:9000".into()),
+            ..raw()
+        };
+        let file = FileConfig {
+            bind: Some("0.0.0.0:1".into()),
+            data_dir: Some("/srv/hm".into()),
+            ..FileConfig::default()
+        };
+        let config = load(&raw, file, &[]).unwrap();
+        assert_eq!(config.bind.port(), 9000);
+        assert_eq!(config.data_dir, PathBuf::from("/srv/hm"));
+    }
+
+    #[test]
+    fn a_database_password_never_shows() {
+        let raw = RawSettings {
+            database_url: Some("postgres://app:hunter2@db.example:5432/hm".into()),
+            ..raw()
+        };
+        let config = load(&raw, FileConfig::default(), &[]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            config.database_display(),
+            "postgres://app:[redacted]@db.example:5432/hm"
+        );
+    }
+
+    #[test]
+    fn a_non_postgres_url_is_refused_without_echoing_its_password() {
+        let raw = RawSettings {
+            database_url: Some("mysql://root:hunter2@db/x".into()),
+            ..raw()
+        };
+        let err = load(&raw, FileConfig::default(), &[]).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"));
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn numbers_out_of_range_or_malformed_name_their_variable() {
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_REQUEST_TIMEOUT_SECS", "soon")],
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("HARBORMASTER_REQUEST_TIMEOUT_SECS"));
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_DB_MAX_CONNECTIONS", "0")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn docker_endpoints_are_checked() {
+        let config = load(
+            &raw(),
+            FileConfig::default(),
+            &[(
+                "HARBORMASTER_DOCKER",
+                "unix:///var/run/docker.sock, tcp://10.0.0.5:2376",
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.docker_endpoints.len(), 2);
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_DOCKER", "docker.sock")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("HARBORMASTER_DOCKER"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let err = toml::from_str::<FileConfig>("bnd = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("bnd"));
+    }
+}

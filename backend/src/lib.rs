@@ -1,0 +1,11 @@
+//! Harbormaster: a container lifecycle security console.
+//!
+//! Data flows one way: collectors → inventory → lifecycle / posture / ownership → web console and
+//! API, incidents and reviews. See the README for the domain and the contracts.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod startup;
+pub mod telemetry;
+pub mod web;

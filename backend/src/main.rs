@@ -1,0 +1,7 @@
+//! The `harbormaster` binary: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    harbormaster::cli::main()
+}

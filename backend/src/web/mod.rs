@@ -1,0 +1,123 @@
+//! The console and the JSON API: the router, the shared state and the layers every response
+//! goes through. Each area owns its routes in its own module (`fn router() -> Router<AppState>`);
+//! this module merges them and adds the layers once.
+
+pub mod assets;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod overview;
+pub mod page;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::Router;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+pub use error::WebError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Fires when the server shuts down; long-running handlers (streams) stop on it.
+    pub shutdown: CancellationToken,
+    pub started_at: Instant,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, pool: PgPool, shutdown: CancellationToken) -> Self {
+        Self {
+            pool,
+            config,
+            metrics: Arc::new(metrics::Metrics::default()),
+            shutdown,
+            started_at: Instant::now(),
+        }
+    }
+}
+
+/// The Content-Security-Policy of every response: no inline script or style, nothing from
+/// elsewhere, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The whole application: every area's routes, the fallback and the layers.
+pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
+    let mut routes = Router::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(assets::router())
+        .merge(overview::router());
+    if let Some(extra) = extra {
+        routes = routes.merge(extra);
+    }
+    let body_limit = state.config.body_limit;
+    let timeout = state.config.request_timeout;
+
+    // Layers that must see the matched route run per route (`Router::layer`); the rest wrap the
+    // whole service, the fallback included.
+    let routes = routes
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str)
+                    .unwrap_or("unmatched");
+                tracing::info_span!("request", method = %request.method(), route)
+            }),
+        )
+        .with_state(state);
+
+    // `Router::layer` wraps everything added so far; the last call is the outermost layer.
+    routes
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn(error::render_errors))
+        .layer(CompressionLayer::new())
+        .layer(security_header(
+            HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=()",
+        ))
+        .layer(security_header(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ))
+        .layer(security_header(
+            header::REFERRER_POLICY,
+            "strict-origin-when-cross-origin",
+        ))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security_header(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
+        ))
+}
+
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+}

@@ -1,0 +1,13 @@
+// Comfort only: every page works without this file.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  // Confirmation for dangerous actions: <form data-confirm="What will happen">.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  }
+});
