@@ -15,7 +15,6 @@ dbdir=$(mktemp -d /tmp/harbormaster-test-db.XXXXXX)
 cleanup() {
   scripts/test-db.sh stop "$dbdir" || true
   rm -rf "$dbdir"
-  scripts/test-images.sh clean >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
