@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod inventory;
+pub mod lifecycle;
 pub mod startup;
 pub mod telemetry;
 pub mod web;
