@@ -21,6 +21,7 @@ fi
 if [ "$what" = test ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static)
 fi
 

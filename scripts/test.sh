@@ -33,5 +33,8 @@ cargo sqlx prepare --workspace --check -- --all-targets
 step "building the local test images"
 scripts/test-images.sh build
 
+step "docker-compose config"
+docker-compose config -q
+
 step "cargo test"
 cargo test --locked --workspace --all-targets
