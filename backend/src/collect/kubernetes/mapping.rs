@@ -222,6 +222,9 @@ pub struct MappedWorkload {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub workloads: BTreeMap<WorkloadKey, MappedWorkload>,
+    /// Pods whose ReplicaSet or Job is not known (yet): their workload cannot be told, so they
+    /// are neither written nor removed until it is.
+    pub held: Vec<String>,
 }
 
 impl Snapshot {
@@ -409,15 +412,30 @@ fn timestamp(object: &Value, pointer: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A Pod's instance id: its uid, else `namespace/name` (imported documents may lack the uid).
+pub fn pod_external_id(pod: &Value) -> String {
+    let uid = meta_str(pod, "uid");
+    if uid.is_empty() {
+        format!("{}/{}", meta_str(pod, "namespace"), meta_str(pod, "name"))
+    } else {
+        uid.to_string()
+    }
+}
+
+/// Whether the Pod's controller is a ReplicaSet or Job that is not among the objects: watches of
+/// different kinds deliver in any order, so the owner may simply not have arrived yet.
+fn owner_missing(objects: &Objects, pod: &Value) -> bool {
+    match owner(pod) {
+        Some((kind @ ("ReplicaSet" | "Job"), name)) => Kind::parse(kind)
+            .is_some_and(|k| objects.get(k, meta_str(pod, "namespace"), name).is_none()),
+        _ => false,
+    }
+}
+
 /// Maps a live Pod to an instance of `workload`.
 pub fn instance(workload: &WorkloadKey, pod: &Value) -> InstanceRecord {
     let name = meta_str(pod, "name").to_string();
-    let uid = meta_str(pod, "uid");
-    let external_id = if uid.is_empty() {
-        format!("{}/{}", meta_str(pod, "namespace"), name)
-    } else {
-        uid.to_string()
-    };
+    let external_id = pod_external_id(pod);
     let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
     let state = if terminating {
         "Terminating".to_string()
@@ -508,8 +526,11 @@ fn fingerprint_of(object: &Value, hasher: &mut DefaultHasher) {
     }
 }
 
-/// Maps every object to its workload.
-pub fn snapshot(objects: &Objects) -> Snapshot {
+/// Maps every object to its workload. With `hold_unresolved` (a live cluster), Pods whose
+/// ReplicaSet or Job is missing are held back (see [`Snapshot::held`]); otherwise (a set of
+/// files) the owner reference itself names their workload.
+pub fn snapshot(objects: &Objects, hold_unresolved: bool) -> Snapshot {
+    let mut held = Vec::new();
     let mut members: BTreeMap<WorkloadKey, Members<'_>> = BTreeMap::new();
     for kind in [
         Kind::Deployment,
@@ -534,6 +555,10 @@ pub fn snapshot(objects: &Objects) -> Snapshot {
         }
     }
     for pod in objects.iter(Kind::Pod) {
+        if hold_unresolved && !is_mirror_pod(pod) && owner_missing(objects, pod) {
+            held.push(pod_external_id(pod));
+            continue;
+        }
         let key = workload_key(objects, Kind::Pod, pod);
         let entry = members.entry(key.clone()).or_default();
         if matches!(key.kind.as_str(), "Pod" | "StaticPod") {
@@ -549,7 +574,7 @@ pub fn snapshot(objects: &Objects) -> Snapshot {
             (key, mapped)
         })
         .collect();
-    Snapshot { workloads }
+    Snapshot { workloads, held }
 }
 
 fn map_workload(key: &WorkloadKey, mut members: Members<'_>) -> MappedWorkload {
@@ -713,7 +738,7 @@ mod tests {
 
     #[test]
     fn pods_are_grouped_under_their_top_level_controller() {
-        let snapshot = snapshot(&load("cluster.json"));
+        let snapshot = snapshot(&load("cluster.json"), true);
         assert_eq!(
             keys(&snapshot),
             vec![
@@ -733,7 +758,7 @@ mod tests {
 
     #[test]
     fn a_rollout_in_progress_is_not_rolled_out_and_digests_follow_the_newest_replicaset() {
-        let snapshot = snapshot(&load("cluster.json"));
+        let snapshot = snapshot(&load("cluster.json"), true);
         let web = &snapshot.workloads[&WorkloadKey::new("shop", "Deployment", "web")];
         assert!(!web.observation.rolled_out);
         assert_eq!(web.observation.digests, vec!["sha256:bbbb"]);
@@ -744,7 +769,7 @@ mod tests {
 
     #[test]
     fn declared_and_live_documents_are_redacted_and_keep_ephemeral_containers() {
-        let snapshot = snapshot(&load("cluster.json"));
+        let snapshot = snapshot(&load("cluster.json"), true);
         let web = &snapshot.workloads[&WorkloadKey::new("shop", "Deployment", "web")];
         let declared = web.record.declared.as_ref().unwrap().to_string();
         assert!(!declared.contains("hunter2"), "{declared}");
@@ -757,7 +782,7 @@ mod tests {
 
     #[test]
     fn mirror_pods_are_static_pods_versioned_by_their_config_hash() {
-        let snapshot = snapshot(&load("cluster.json"));
+        let snapshot = snapshot(&load("cluster.json"), true);
         let etcd = &snapshot.workloads[&WorkloadKey::new("kube-system", "StaticPod", "etcd-node1")];
         assert_eq!(etcd.observation.spec_hash.as_deref(), Some("abc123"));
         assert_eq!(etcd.instances[0].node.as_deref(), Some("node1"));
@@ -772,9 +797,27 @@ mod tests {
                 "ownerReferences": [{"kind": "Rollout", "name": "canary", "controller": true}]}}),
             )
             .unwrap();
-        let snapshot = snapshot(&objects);
+        let snapshot = snapshot(&objects, true);
         let key = WorkloadKey::new("x", "Rollout", "canary");
         assert!(snapshot.workloads[&key].record.declared.is_none());
+    }
+
+    #[test]
+    fn a_pod_whose_replicaset_has_not_arrived_is_held_in_a_cluster_and_mapped_in_files() {
+        let mut objects = Objects::default();
+        objects
+            .insert(
+                json!({"kind": "Pod", "metadata": {"name": "web-1-x", "namespace": "x",
+                "uid": "p1", "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1"}]}}),
+            )
+            .unwrap();
+        let live = snapshot(&objects, true);
+        assert!(live.workloads.is_empty());
+        assert_eq!(live.held, vec!["p1"]);
+        let files = snapshot(&objects, false);
+        assert!(files
+            .workloads
+            .contains_key(&WorkloadKey::new("x", "ReplicaSet", "web-1")));
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub async fn persist(
         .workloads
         .values()
         .flat_map(|m| m.instances.iter().map(|i| i.external_id.clone()))
+        .chain(snapshot.held.iter().cloned())
         .collect();
     let mut touched: Vec<i64> = if complete {
         let present: Vec<String> = present.iter().cloned().collect();

@@ -278,7 +278,7 @@ impl ClusterState {
         if !self.dirty || !self.complete() {
             return Ok(None);
         }
-        let snapshot = mapping::snapshot(&self.objects);
+        let snapshot = mapping::snapshot(&self.objects, true);
         let counts = self.counts(&snapshot);
         let persisted =
             persist::persist(pool, source_id, &snapshot, written, &counts, self.resynced).await?;
