@@ -469,3 +469,124 @@ async fn sync_once_lists_every_page_and_bare_pods_are_workloads(pool: PgPool) {
         .unwrap();
     assert_eq!(again.transitions, 0);
 }
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/kubernetes")
+        .join(name)
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn import_takes_multi_document_yaml_and_lists_and_reports_each_bad_document(pool: PgPool) {
+    use harbormaster::collect::import::{self, Outcome, DOCKER_INSPECT_PENDING};
+
+    let paths = vec![
+        data("manifests.yaml"),
+        data("cluster.json"),
+        data("docker-inspect.json"),
+    ];
+    let report = import::import(&pool, &paths).await.unwrap();
+    assert!(!report.is_failure());
+    let problems: Vec<String> = report
+        .documents
+        .iter()
+        .filter_map(|d| match &d.outcome {
+            Outcome::Imported { .. } => None,
+            Outcome::Skipped(why) | Outcome::Failed(why) => Some(format!(
+                "{} {}: {}",
+                d.location.file.file_name().unwrap().to_string_lossy(),
+                d.location.document,
+                why.split(':').next().unwrap()
+            )),
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "manifests.yaml 3: not valid YAML or JSON",
+            "manifests.yaml 4: kind Service is not collected",
+            &format!("docker-inspect.json 1: {DOCKER_INSPECT_PENDING}"),
+        ]
+    );
+
+    let workloads: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select w.namespace, w.kind, w.name, w.stage from workloads w join sources s on s.id = w.source_id
+         where s.kind = 'file' and s.name = 'import' order by 1, 2, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let names: Vec<String> = workloads
+        .iter()
+        .map(|(ns, kind, name, stage)| format!("{ns}/{kind}/{name}:{stage}"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "batch/CronJob/nightly:run",
+            "batch/Job/migrate:deploy",
+            "kube-system/StaticPod/etcd-node1:run",
+            "shop/CronJob/unnamed-manifests-5:deploy",
+            "shop/Deployment/web:run",
+            "shop/Pod/debug:run",
+            "shop/ReplicaSet/legacy:deploy",
+        ],
+        "the manifest's web and the cluster's web are one workload; the live pods make it run"
+    );
+    let declared: serde_json::Value = sqlx::query_scalar(
+        "select declared from workloads where kind = 'Deployment' and name = 'web'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!declared.to_string().contains("hunter2"));
+
+    // Importing the same files again changes nothing and duplicates nothing.
+    let again = import::import(&pool, &paths).await.unwrap();
+    assert_eq!(again.persisted.transitions, 0);
+    let count: i64 = sqlx::query_scalar("select count(*) from workloads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 7);
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn the_import_command_prints_a_summary_and_fails_only_when_nothing_was_imported(
+    pool: PgPool,
+) {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let database = pool.connect_options().get_database().unwrap().to_string();
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => panic!("DATABASE_URL has no database: {base}"),
+    };
+    let run = |paths: &[std::path::PathBuf]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_harbormaster"))
+            .arg("import")
+            .args(paths)
+            .env("DATABASE_URL", &url)
+            .env("HARBORMASTER_LOG_FORMAT", "text")
+            .env_remove("HARBORMASTER_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[data("manifests.yaml")]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains("manifests.yaml document 3: failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("imported 3 objects"), "{stdout}");
+
+    let nothing = run(&[data("docker-inspect.json")]);
+    assert!(!nothing.status.success());
+    let missing = run(&[data("manifests.yaml"), data("no-such-file.yaml")]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("cannot read"));
+}
