@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use harbormaster::collect::kubernetes::{self, ClusterWatch, Step, Target};
 use harbormaster::inventory::sources;
-use kube_api::objects::{deployment, namespace, pod, replica_set};
+use kube_api::objects::{deployment, namespace, pod, replica_set, Rollout};
 use kube_api::FakeCluster;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
@@ -33,7 +33,7 @@ fn cluster_objects() -> Vec<serde_json::Value> {
         let replicas = PODS / DEPLOYMENTS + usize::from(d < PODS % DEPLOYMENTS);
         let image = format!("registry.example/{name}:1");
         let r = replicas as i64;
-        objects.push(deployment(&ns, &name, &image, r, 1, 1, r, r));
+        objects.push(deployment(&ns, &name, &image, Rollout::settled(r, 1)));
         let rs = format!("{name}-7c9d");
         objects.push(replica_set(&ns, &rs, &name, 1, &image));
         for p in 0..replicas {
@@ -67,7 +67,10 @@ async fn run() -> anyhow::Result<()> {
     let cluster = FakeCluster::start_with_page_cap(500).await;
     let started = Instant::now();
     cluster.apply_all(cluster_objects());
-    println!("serving {PODS} pods under {DEPLOYMENTS} Deployments (built in {:.2?})", started.elapsed());
+    println!(
+        "serving {PODS} pods under {DEPLOYMENTS} Deployments (built in {:.2?})",
+        started.elapsed()
+    );
 
     let dir = tempfile::tempdir()?;
     let path = cluster.kubeconfig(dir.path(), "bench");

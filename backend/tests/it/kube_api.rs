@@ -453,17 +453,39 @@ pub mod objects {
                    "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}]}})
     }
 
-    /// A Deployment: `generation` / `observed` and the status counts say how far a rollout got.
-    pub fn deployment(
-        namespace: &str,
-        name: &str,
-        image: &str,
-        replicas: i64,
-        generation: i64,
-        observed: i64,
-        updated: i64,
-        total: i64,
-    ) -> Value {
+    /// How far a Deployment's controller got: desired replicas, the spec's generation, the
+    /// generation it observed, and its updated / total replica counts.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Rollout {
+        pub replicas: i64,
+        pub generation: i64,
+        pub observed: i64,
+        pub updated: i64,
+        pub total: i64,
+    }
+
+    impl Rollout {
+        /// The controller caught up: every desired replica runs the newest template.
+        pub fn settled(replicas: i64, generation: i64) -> Self {
+            Self {
+                replicas,
+                generation,
+                observed: generation,
+                updated: replicas,
+                total: replicas,
+            }
+        }
+    }
+
+    /// A Deployment in the given rollout state.
+    pub fn deployment(namespace: &str, name: &str, image: &str, rollout: Rollout) -> Value {
+        let Rollout {
+            replicas,
+            generation,
+            observed,
+            updated,
+            total,
+        } = rollout;
         json!({"kind": "Deployment",
                "metadata": {"name": name, "namespace": namespace, "generation": generation,
                             "labels": {"app": name}},

@@ -9,7 +9,7 @@ use std::time::Duration;
 use harbormaster::collect::kubernetes::{self, ClusterWatch, Step, Target};
 use harbormaster::inventory::sources;
 use harbormaster::lifecycle::store::history;
-use kube_api::objects::{cron_job, deployment, job, namespace, pod, replica_set};
+use kube_api::objects::{cron_job, deployment, job, namespace, pod, replica_set, Rollout};
 use kube_api::FakeCluster;
 use sqlx::PgPool;
 
@@ -137,7 +137,7 @@ async fn a_deployment_rollout_goes_through_update_to_run_then_scale_to_zero_and_
     let cluster = FakeCluster::start().await;
     cluster.apply_all([
         namespace("shop"),
-        deployment("shop", "web", "shop/web:1", 2, 1, 1, 2, 2),
+        deployment("shop", "web", "shop/web:1", Rollout::settled(2, 1)),
         replica_set("shop", "web-1", "web", 1, "shop/web:1"),
         pod("shop", "web-1-a", "ReplicaSet", "web-1", "shop/web:1", A),
         pod("shop", "web-1-b", "ReplicaSet", "web-1", "shop/web:1", A),
@@ -170,8 +170,18 @@ async fn a_deployment_rollout_goes_through_update_to_run_then_scale_to_zero_and_
     );
 
     // The template changes: the controller has not observed it yet.
-    h.cluster
-        .apply(deployment("shop", "web", "shop/web:2", 2, 2, 1, 0, 2));
+    h.cluster.apply(deployment(
+        "shop",
+        "web",
+        "shop/web:2",
+        Rollout {
+            replicas: 2,
+            generation: 2,
+            observed: 1,
+            updated: 0,
+            total: 2,
+        },
+    ));
     h.step_until("the update", |rows, _| {
         has(rows, "Deployment", "web", "update", 2, 2)
     })
@@ -193,8 +203,12 @@ async fn a_deployment_rollout_goes_through_update_to_run_then_scale_to_zero_and_
     })
     .await;
     // The rollout completes.
-    h.cluster
-        .apply(deployment("shop", "web", "shop/web:2", 2, 2, 2, 2, 2));
+    h.cluster.apply(deployment(
+        "shop",
+        "web",
+        "shop/web:2",
+        Rollout::settled(2, 2),
+    ));
     h.step_until("the rollout done", |rows, _| {
         has(rows, "Deployment", "web", "run", 2, 2)
     })
@@ -211,8 +225,12 @@ async fn a_deployment_rollout_goes_through_update_to_run_then_scale_to_zero_and_
     assert_eq!(digests, [B]);
 
     // Scale to zero: the pods go, the Deployment stays deployed.
-    h.cluster
-        .apply(deployment("shop", "web", "shop/web:2", 0, 3, 3, 0, 0));
+    h.cluster.apply(deployment(
+        "shop",
+        "web",
+        "shop/web:2",
+        Rollout::settled(0, 3),
+    ));
     h.cluster.delete("Pod", "shop", "web-2-a");
     h.cluster.delete("Pod", "shop", "web-2-b");
     h.step_until("scaled to zero", |rows, _| {
@@ -315,7 +333,7 @@ async fn a_410_during_the_watch_relists_without_losing_or_duplicating_workloads(
     let cluster = FakeCluster::start().await;
     let mut objects = vec![namespace("shop")];
     for name in ["a", "b", "c"] {
-        objects.push(deployment("shop", name, "shop/x:1", 1, 1, 1, 1, 1));
+        objects.push(deployment("shop", name, "shop/x:1", Rollout::settled(1, 1)));
         objects.push(replica_set(
             "shop",
             &format!("{name}-1"),
@@ -344,7 +362,7 @@ async fn a_410_during_the_watch_relists_without_losing_or_duplicating_workloads(
     // but a 410.
     h.cluster.change_behind_watches(
         vec![
-            deployment("shop", "d", "shop/x:1", 1, 1, 1, 1, 1),
+            deployment("shop", "d", "shop/x:1", Rollout::settled(1, 1)),
             replica_set("shop", "d-1", "d", 1, "shop/x:1"),
             pod("shop", "d-1-p", "ReplicaSet", "d-1", "shop/x:1", A),
         ],
