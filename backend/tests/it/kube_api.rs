@@ -107,6 +107,10 @@ struct Store {
     page_cap: usize,
     /// Requests served, by "LIST kind" / "WATCH kind".
     requests: BTreeMap<String, usize>,
+    /// Kinds answered with `403 Forbidden`, as for an account without the rights.
+    forbidden: Vec<&'static str>,
+    /// Whether the watches asked for bookmarks.
+    bookmarks_asked: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -263,6 +267,17 @@ impl FakeCluster {
         let _ = self.signals.send(Signal::Expire);
     }
 
+    /// Answers `403 Forbidden` for a kind from now on.
+    pub fn forbid(&self, kind: &str) {
+        let resource = resource_of_kind(kind);
+        self.store.lock().unwrap().forbidden.push(resource.kind);
+    }
+
+    /// Whether the watches asked for bookmarks (`allowWatchBookmarks=true`).
+    pub fn bookmarks_asked(&self) -> bool {
+        self.store.lock().unwrap().bookmarks_asked
+    }
+
     /// How many requests of a kind were served ("LIST Pod", "WATCH Deployment").
     pub fn requests(&self, what: &str) -> usize {
         self.store
@@ -319,6 +334,23 @@ async fn serve(
         )
             .into_response();
     };
+    if cluster
+        .store
+        .lock()
+        .unwrap()
+        .forbidden
+        .contains(&resource.kind)
+    {
+        let message = format!(
+            "{} is forbidden: User \"system:serviceaccount:harbormaster:harbormaster\" cannot list resource \"{}\"",
+            resource.plural, resource.plural
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(status(403, "Forbidden", &message)),
+        )
+            .into_response();
+    }
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     if watching {
         watch(cluster, resource, &query)
@@ -381,6 +413,7 @@ fn watch(cluster: FakeCluster, resource: Resource, query: &HashMap<String, Strin
             .requests
             .entry(format!("WATCH {}", resource.kind))
             .or_default() += 1;
+        store.bookmarks_asked |= bookmarks;
     }
     tokio::spawn(async move {
         let mut sent = from;

@@ -257,6 +257,7 @@ async fn a_deployment_rollout_goes_through_update_to_run_then_scale_to_zero_and_
     .await
     .unwrap();
     assert_eq!(retired, 1);
+    assert!(h.cluster.bookmarks_asked(), "the watches ask for bookmarks");
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -607,4 +608,64 @@ async fn the_import_command_prints_a_summary_and_fails_only_when_nothing_was_imp
     let missing = run(&[data("manifests.yaml"), data("no-such-file.yaml")]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stdout).contains("cannot read"));
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_kind_the_account_may_not_read_is_skipped_and_named_on_the_source(pool: PgPool) {
+    let cluster = FakeCluster::start().await;
+    cluster.forbid("NetworkPolicy");
+    cluster.apply_all([
+        deployment("shop", "web", "shop/web:1", Rollout::settled(1, 1)),
+        replica_set("shop", "web-1", "web", 1, "shop/web:1"),
+        pod("shop", "web-1-a", "ReplicaSet", "web-1", "shop/web:1", A),
+    ]);
+    let mut h = start(&pool, cluster).await;
+    h.step_until("the sync without NetworkPolicies", |rows, _| {
+        has(rows, "Deployment", "web", "run", 1, 1)
+    })
+    .await;
+    let source = &sources::list(&pool).await.unwrap()[0];
+    assert!(source.connected);
+    assert_eq!(
+        source.counts["unavailable"],
+        serde_json::json!(["NetworkPolicy"])
+    );
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn the_server_collects_the_kubeconfig_contexts_in_the_background(pool: PgPool) {
+    let cluster = FakeCluster::start().await;
+    cluster.apply_all([
+        cron_job("batch", "nightly", "batch/report:1"),
+        job("batch", "nightly-1", Some("nightly"), "batch/report:1"),
+        pod(
+            "batch",
+            "nightly-1-x",
+            "Job",
+            "nightly-1",
+            "batch/report:1",
+            A,
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config();
+    config.kubeconfig = Some(cluster.kubeconfig(dir.path(), "prod"));
+    let app = crate::common::TestApp::spawn_with(pool.clone(), config, None).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stage = loop {
+        let stage: Option<String> = sqlx::query_scalar(
+            "select w.stage from workloads w join sources s on s.id = w.source_id
+             where s.kind = 'kubernetes' and s.name = 'prod' and w.kind = 'CronJob'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if stage.is_some() || tokio::time::Instant::now() > deadline {
+            break stage;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(stage.as_deref(), Some("run"));
+    app.stop().await.unwrap();
 }
