@@ -842,6 +842,38 @@ mod tests {
     }
 
     #[test]
+    fn a_statefulset_follows_its_update_revision_and_a_daemonset_its_updated_count() {
+        let mut objects = Objects::default();
+        objects
+            .insert(json!({"kind": "StatefulSet",
+                "metadata": {"name": "db", "namespace": "x", "generation": 2},
+                "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "pg:17"}]}}},
+                "status": {"observedGeneration": 2, "updatedReplicas": 1, "updateRevision": "db-2"}}))
+            .unwrap();
+        for (name, revision, digest) in [
+            ("db-0", "db-1", "sha256:old"),
+            ("db-1", "db-2", "sha256:new"),
+        ] {
+            objects
+                .insert(json!({"kind": "Pod", "metadata": {"name": name, "namespace": "x", "uid": name,
+                    "labels": {"controller-revision-hash": revision},
+                    "ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": true}]},
+                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                        "containerStatuses": [{"imageID": digest}]}}))
+                .unwrap();
+        }
+        let snapshot = snapshot(&objects, true);
+        let db = &snapshot.workloads[&WorkloadKey::new("x", "StatefulSet", "db")];
+        assert_eq!(db.observation.digests, vec!["sha256:new"]);
+        assert!(!db.observation.rolled_out, "one of two replicas updated");
+        assert_eq!(db.observation.running, 2);
+
+        let daemon = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
+            "desiredNumberScheduled": 3, "updatedNumberScheduled": 3}});
+        assert!(rolled_out("DaemonSet", &daemon));
+    }
+
+    #[test]
     fn scaled_to_zero_is_rolled_out_with_nothing_running() {
         let deployment = json!({"metadata": {"generation": 3}, "spec": {"replicas": 0},
             "status": {"observedGeneration": 3}});
