@@ -16,6 +16,8 @@ use serde::Deserialize;
 pub const DEFAULT_CONFIG_FILE: &str = "harbormaster.toml";
 /// The default local Docker engine socket.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// The service account token a pod gets; its presence means "running in a cluster".
+pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// A value that must never reach a log line or a page.
 #[derive(Clone, PartialEq, Eq)]
@@ -218,8 +220,13 @@ pub struct Config {
     /// Docker engine endpoints (`unix://…`, `tcp://…`); empty when none is configured and the
     /// local socket does not exist.
     pub docker_endpoints: Vec<String>,
+    /// The kubeconfig to read clusters from: the configured one, else `~/.kube/config` when it
+    /// exists (and Harbormaster does not run in a pod).
     pub kubeconfig: Option<PathBuf>,
     pub kube_contexts: Vec<String>,
+    /// Running in a pod with a service account and no kubeconfig configured: collect the pod's
+    /// own cluster.
+    pub kube_in_cluster: bool,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -341,6 +348,13 @@ impl Config {
                 ));
             }
         }
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            && Path::new(IN_CLUSTER_TOKEN).is_file();
+        let kube_in_cluster = kubeconfig.is_none() && in_pod;
+        let kubeconfig = kubeconfig.or_else(|| {
+            let default = PathBuf::from(std::env::var_os("HOME")?).join(".kube/config");
+            (!in_pod && default.is_file()).then_some(default)
+        });
         let kube_contexts = match env(&KUBE_CONTEXTS) {
             Some(list) => split_list(&list),
             None => file.kubernetes.contexts.unwrap_or_default(),
@@ -359,6 +373,7 @@ impl Config {
             docker_endpoints,
             kubeconfig,
             kube_contexts,
+            kube_in_cluster,
             config_file,
         })
     }
@@ -382,8 +397,12 @@ impl Config {
             data_dir: Some(std::env::temp_dir().to_string_lossy().into_owned()),
             config: None,
         };
-        Self::from_parts(&raw, FileConfig::default(), None, &|_| None)
-            .expect("the test configuration is valid")
+        let mut config = Self::from_parts(&raw, FileConfig::default(), None, &|_| None)
+            .expect("the test configuration is valid");
+        // Tests choose their clusters; the developer's own ~/.kube/config is never collected.
+        config.kubeconfig = None;
+        config.kube_in_cluster = false;
+        config
     }
 }
 

@@ -5,3 +5,4 @@ mod common;
 mod console;
 mod foundation;
 mod inventory;
+mod kubernetes;
