@@ -1,0 +1,1 @@
+//! The offline scanner behind `harbormaster scan` (placeholder while the engine compiles).
