@@ -113,6 +113,11 @@ pub fn adapt(container: &Value) -> Result<WorkloadSpec, AdaptError> {
                 };
                 security_opt.push(SecurityOpt {
                     index,
+                    raw: if shown == value {
+                        entry.into()
+                    } else {
+                        format!("{key}=<inline profile>").into()
+                    },
                     key: key.into(),
                     value: shown.into(),
                 });
@@ -123,6 +128,7 @@ pub fn adapt(container: &Value) -> Result<WorkloadSpec, AdaptError> {
         }
         security_opt.push(SecurityOpt {
             index,
+            raw: entry.into(),
             key: key.into(),
             value: value.into(),
         });

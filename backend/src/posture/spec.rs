@@ -825,6 +825,8 @@ pub enum DockerSeccomp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityOpt {
     pub index: u32,
+    /// The entry as written (an inline seccomp profile is shortened to `seccomp=<inline profile>`).
+    pub raw: Box<str>,
     pub key: Box<str>,
     /// The value (for `seccomp` with an inline profile: `<inline profile>`).
     pub value: Box<str>,
@@ -870,7 +872,6 @@ pub struct DockerFacts {
     pub security_opt: Vec<SecurityOpt>,
     /// The seccomp entry of `SecurityOpt` and its index.
     pub seccomp: Option<(u32, DockerSeccomp)>,
-    /// `no-new-privileges` entries could be given twice; the last one wins. Index of it.
     pub apparmor_profile: Fld<Option<Box<str>>>,
     pub masked_paths: Fld<Option<usize>>,
     pub readonly_paths: Fld<Option<usize>>,

@@ -58,7 +58,7 @@ fn seccomp_unconfined(e: &mut Eval<'_, '_, '_>) {
                     .security_opt
                     .iter()
                     .find(|o| o.index == *index)
-                    .map_or(Val::Absent, |o| s(&o.value));
+                    .map_or(Val::Absent, |o| s(&o.raw));
                 match profile {
                     DockerSeccomp::Unconfined => {
                         e.out.ev(pointer, raw, Val::Str("unconfined"));
@@ -285,7 +285,7 @@ fn apparmor_unconfined(e: &mut Eval<'_, '_, '_>) {
             if profile == "unconfined" || opt.is_some_and(|o| &*o.value == "unconfined") {
                 e.fld(Some(c), &d.apparmor_profile, Val::Str("unconfined"));
                 if let Some(opt) = opt {
-                    e.out.ev(Pointer::item("").path("/HostConfig/SecurityOpt").index(opt.index), s(&opt.value), s(&opt.value));
+                    e.out.ev(Pointer::item("").path("/HostConfig/SecurityOpt").index(opt.index), s(&opt.raw), s(&opt.value));
                 }
                 let message = if c.privileged.is_true() && opt.is_none() {
                     "runs without AppArmor (privileged)"
@@ -434,7 +434,7 @@ fn selinux(e: &mut Eval<'_, '_, '_>) {
                 };
                 if let Some(severity) = severity {
                     let pointer = Pointer::item("").path("/HostConfig/SecurityOpt").index(opt.index);
-                    e.out.ev(pointer, s(&opt.value), s(kind));
+                    e.out.ev(pointer, s(&opt.raw), s(kind));
                     worst = worst.max(Some(severity));
                 }
             }

@@ -25,6 +25,16 @@ fn user_label(user: &UserPart) -> Val<'_> {
     }
 }
 
+/// Windows accounts with administrator rights: `ContainerAdministrator` in a container, and
+/// `NT AUTHORITY\SYSTEM` / an `Administrator` on the host (HostProcess containers).
+fn windows_admin(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "containeradministrator"
+        || lower.ends_with("\\system")
+        || lower == "system"
+        || lower.ends_with("administrator")
+}
+
 fn runs_as_root(e: &mut Eval<'_, '_, '_>) {
     let check = CheckId::UserRunsAsRoot;
     let spec = e.spec;
@@ -37,8 +47,8 @@ fn runs_as_root(e: &mut Eval<'_, '_, '_>) {
             e.fld(Some(c), &d.user, user_label(user));
             if windows {
                 match user {
-                    UserPart::Name(name) if name.eq_ignore_ascii_case("ContainerAdministrator") => {
-                        e.outcome(check, Some(c), Outcome::Fail, "runs as ContainerAdministrator", start)
+                    UserPart::Name(name) if windows_admin(name) => {
+                        e.outcome(check, Some(c), Outcome::Fail, "runs as an administrator account", start)
                     }
                     UserPart::Name(_) | UserPart::Id(_) => {
                         e.outcome(check, Some(c), Outcome::Pass, "runs as a non-administrator user", start)
@@ -78,9 +88,9 @@ fn runs_as_root(e: &mut Eval<'_, '_, '_>) {
         if windows {
             let field = spec.eff(c, |sc| &sc.windows_user);
             match field.as_deref() {
-                Some(name) if name.eq_ignore_ascii_case("ContainerAdministrator") => {
+                Some(name) if windows_admin(name) => {
                     e.fld(Some(c), field, Val::Str("administrator"));
-                    e.outcome(check, Some(c), Outcome::Fail, "runs as ContainerAdministrator", start);
+                    e.outcome(check, Some(c), Outcome::Fail, "runs as an administrator account", start);
                 }
                 Some(name) => {
                     e.fld(Some(c), field, s(name));
