@@ -146,8 +146,10 @@ fn scan(args: &ScanArgs) -> ExitCode {
         ScanProfile::Baseline => PssLevel::Baseline,
         ScanProfile::Restricted => PssLevel::Restricted,
     });
-    let mut settings = crate::posture::Settings::default();
-    settings.opt_in_low_uid_gid = profile == Some(PssLevel::Restricted);
+    let mut settings = crate::posture::Settings {
+        opt_in_low_uid_gid: profile == Some(PssLevel::Restricted),
+        ..Default::default()
+    };
     if !args.allow_registries.is_empty() {
         settings.allowed_registries = Some(args.allow_registries.clone());
     }

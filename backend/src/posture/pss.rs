@@ -7,7 +7,8 @@
 //! init, regular and ephemeral containers visited, Windows pods exempt from the Linux-only
 //! restricted controls, `hostUsers: false` relaxing runAsNonRoot, runAsUser and the baseline
 //! procMount control. Docker containers have no PSA; they get the *equivalent* level from the
-//! same controls mapped onto Docker's settings (basis `docker-equivalent`).
+//! same controls mapped onto Docker's settings (basis `docker-equivalent`; published ports are
+//! not counted as host ports, since publishing is Docker's only way to expose a service).
 
 use std::borrow::Cow;
 
@@ -211,13 +212,7 @@ fn kubernetes<'a>(spec: &'a WorkloadSpec, v: &mut Collector<'a>) {
             );
         }
     }
-    if pod
-        .sc
-        .apparmor
-        .value
-        .as_ref()
-        .is_some_and(|p| !profile_ok(&Some(p.clone())))
-    {
+    if !profile_ok(&pod.sc.apparmor.value) {
         v.add(
             B,
             "AppArmor",
@@ -559,16 +554,8 @@ fn docker<'a>(spec: &'a WorkloadSpec, v: &mut Collector<'a>) {
             );
         }
     }
-    if !d.bindings.is_empty() || d.publish_all_ports.value {
-        v.add(
-            B,
-            "Host Ports",
-            "hostPorts",
-            CheckId::NetHostPort,
-            None,
-            "publishes ports on the host",
-        );
-    }
+    // Published ports are not mapped to "Host Ports": Docker has no Service abstraction, so
+    // publishing is the normal way to expose a container; net.bind_all_interfaces judges it.
     for sysctl in &pod.sysctls {
         if !is_safe_sysctl(&sysctl.name) {
             v.add(
@@ -720,6 +707,197 @@ fn docker<'a>(spec: &'a WorkloadSpec, v: &mut Collector<'a>) {
                     format!("adds {}", cap.norm),
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::posture::checks::tests::read;
+    use crate::posture::{docker, kubernetes};
+
+    fn k8s(name: &str) -> WorkloadSpec {
+        kubernetes::adapt(&read(name)).unwrap()
+    }
+
+    fn controls(a: &PssAssessment<'_>) -> Vec<&'static str> {
+        let mut ids: Vec<&str> = a.blocking.iter().map(|v| v.psa_check).collect();
+        ids.dedup();
+        ids
+    }
+
+    fn restricted_with(mutate: impl FnOnce(&mut serde_json::Value)) -> WorkloadSpec {
+        let mut value = read("kubernetes/deployment-restricted.yaml");
+        mutate(&mut value["spec"]["template"]["spec"]);
+        kubernetes::adapt(&value).unwrap()
+    }
+
+    #[test]
+    fn the_hardened_deployment_meets_restricted() {
+        let spec = k8s("kubernetes/deployment-restricted.yaml");
+        let a = assess(&spec);
+        assert_eq!(a.level, PssLevel::Restricted);
+        assert!(a.blocking.is_empty() && a.violations.is_empty());
+        assert_eq!(a.basis, "pod-security-admission");
+    }
+
+    #[test]
+    fn lower_case_all_meets_baseline_but_not_restricted() {
+        let spec = restricted_with(|pod| {
+            pod["containers"][0]["securityContext"]["capabilities"]["drop"] = json!(["all"]);
+        });
+        let a = assess(&spec);
+        assert_eq!(a.level, PssLevel::Baseline);
+        assert_eq!(controls(&a), vec!["capabilities_restricted"]);
+        assert_eq!(
+            a.blocking[0].detail,
+            "capabilities.drop does not contain ALL"
+        );
+    }
+
+    #[test]
+    fn capability_spellings_are_compared_exactly_like_pod_security_admission() {
+        let add = |cap: &'static str| {
+            restricted_with(move |pod| {
+                pod["containers"][0]["securityContext"]["capabilities"]["add"] = json!([cap]);
+            })
+        };
+        let chown = add("CAP_CHOWN");
+        let a = assess(&chown);
+        assert_eq!(a.level, PssLevel::Privileged);
+        assert_eq!(controls(&a), vec!["capabilities_baseline"]);
+        assert_eq!(assess(&add("sys_chroot")).level, PssLevel::Privileged);
+        let chown = add("CHOWN");
+        let a = assess(&chown);
+        assert_eq!(
+            a.level,
+            PssLevel::Baseline,
+            "CHOWN is baseline, not restricted"
+        );
+        assert_eq!(controls(&a), vec!["capabilities_restricted"]);
+        assert_eq!(assess(&add("NET_BIND_SERVICE")).level, PssLevel::Restricted);
+    }
+
+    #[test]
+    fn a_container_value_overrides_the_pod_value_but_both_are_checked() {
+        let unconfined = restricted_with(|pod| {
+            pod["containers"][0]["securityContext"]["seccompProfile"] =
+                json!({"type": "Unconfined"});
+        });
+        assert_eq!(assess(&unconfined).level, PssLevel::Privileged);
+        let container_false = restricted_with(|pod| {
+            pod["containers"][0]["securityContext"]["runAsNonRoot"] = json!(false);
+        });
+        let a = assess(&container_false);
+        assert_eq!(a.level, PssLevel::Baseline);
+        assert_eq!(controls(&a), vec!["runAsNonRoot"]);
+        let container_sets_profile = restricted_with(|pod| {
+            pod["securityContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("seccompProfile");
+            pod["containers"][0]["securityContext"]["seccompProfile"] =
+                json!({"type": "Localhost", "localhostProfile": "p.json"});
+        });
+        assert_eq!(assess(&container_sets_profile).level, PssLevel::Restricted);
+    }
+
+    #[test]
+    fn the_node_agent_is_privileged_and_lists_every_baseline_control() {
+        let spec = k8s("kubernetes/daemonset-node-agent.yaml");
+        let a = assess(&spec);
+        assert_eq!(a.level, PssLevel::Privileged);
+        let blocking = controls(&a);
+        for control in [
+            "hostNamespaces",
+            "privileged",
+            "capabilities_baseline",
+            "hostPathVolumes",
+            "hostPorts",
+            "hostProbesAndHostLifecycle",
+            "appArmorProfile",
+            "seLinuxOptions",
+            "procMount",
+        ] {
+            assert!(
+                blocking.contains(&control),
+                "{control} missing from {blocking:?}"
+            );
+        }
+        assert!(a.blocking.iter().all(|v| v.level == PssLevel::Baseline));
+        assert!(a.violations.iter().any(|v| v.level == PssLevel::Restricted));
+    }
+
+    #[test]
+    fn windows_pods_are_exempt_from_the_linux_only_restricted_controls() {
+        let value = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "win"},
+            "spec": {
+                "os": {"name": "windows"},
+                "securityContext": {"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerUser"}},
+                "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]
+            }
+        });
+        let spec = kubernetes::adapt(&value).unwrap();
+        let a = assess(&spec);
+        assert_eq!(a.level, PssLevel::Restricted, "{:?}", a.violations);
+        let host_process = k8s("kubernetes/windows-hostprocess.yaml");
+        let a = assess(&host_process);
+        assert_eq!(a.level, PssLevel::Privileged);
+        assert!(controls(&a).contains(&"windowsHostProcess"));
+    }
+
+    #[test]
+    fn host_users_false_relaxes_the_user_controls() {
+        let userns = restricted_with(|pod| {
+            pod["hostUsers"] = json!(false);
+            pod["securityContext"]["runAsNonRoot"] = json!(false);
+            pod["securityContext"]["runAsUser"] = json!(0);
+        });
+        assert_eq!(assess(&userns).level, PssLevel::Restricted);
+        let host_users = restricted_with(|pod| {
+            pod["securityContext"]["runAsUser"] = json!(0);
+        });
+        let a = assess(&host_users);
+        assert_eq!(a.level, PssLevel::Baseline);
+        assert_eq!(controls(&a), vec!["runAsUser"]);
+    }
+
+    #[test]
+    fn docker_containers_get_the_equivalent_level() {
+        let hardened = docker::adapt(&read("docker/hardened-compose-service.json")[0]).unwrap();
+        let a = assess(&hardened);
+        assert_eq!(
+            (a.level, a.basis),
+            (PssLevel::Restricted, "docker-equivalent")
+        );
+        let created = docker::adapt(&read("docker/captured-hardened.json")[0]).unwrap();
+        assert_eq!(
+            assess(&created).level,
+            PssLevel::Restricted,
+            "1000:1000, drop ALL, no-new-privileges"
+        );
+        let privileged = docker::adapt(&read("docker/captured-privileged.json")[0]).unwrap();
+        let a = assess(&privileged);
+        assert_eq!(a.level, PssLevel::Privileged);
+        assert!(controls(&a).contains(&"privileged"));
+        let socket = docker::adapt(&read("docker/captured-socket-runner.json")[0]).unwrap();
+        let blocking = controls(&assess(&socket));
+        for control in [
+            "hostNamespaces",
+            "hostPathVolumes",
+            "capabilities_baseline",
+            "seLinuxOptions",
+            "seccompProfile_baseline",
+        ] {
+            assert!(
+                blocking.contains(&control),
+                "{control} missing from {blocking:?}"
+            );
         }
     }
 }

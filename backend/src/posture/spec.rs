@@ -1170,6 +1170,10 @@ pub fn runtime_socket_exposure(norm: &str) -> Option<&'static str> {
             return Some(socket);
         }
     }
+    // `/var/run` is a symlink to `/run`: mounting `/var` exposes the sockets too.
+    if is_ancestor_or_self(norm, "/var/run") {
+        return Some(RUNTIME_SOCKETS[0]);
+    }
     RUNTIME_SOCKET_DIRS
         .iter()
         .find(|dir| is_ancestor_or_self(norm, dir) || is_ancestor_or_self(dir, norm))
@@ -1361,10 +1365,8 @@ mod tests {
     fn pathnorm_resolves_dots_slashes_and_var_run() {
         assert_eq!(pathnorm("/var/run/docker.sock"), "/run/docker.sock");
         assert_eq!(pathnorm("//var//run/./docker.sock/"), "/run/docker.sock");
-        assert_eq!(
-            pathnorm("/var/lib/../run/docker.sock"),
-            "/var/run/docker.sock"
-        );
+        assert_eq!(pathnorm("/var/lib/../run/docker.sock"), "/run/docker.sock");
+        assert_eq!(pathnorm("/srv/../etc"), "/etc");
         assert_eq!(pathnorm("/var/"), "/var");
         assert_eq!(pathnorm("/.."), "/");
         assert_eq!(

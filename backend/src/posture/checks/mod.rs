@@ -148,3 +148,6 @@ impl<'a> Eval<'a, '_, '_> {
 pub(crate) fn s(text: &str) -> Val<'_> {
     Val::Str(text)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

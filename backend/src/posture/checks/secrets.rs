@@ -157,7 +157,7 @@ pub fn token_in(text: &str) -> Option<&'static str> {
             && rest.starts_with(b"xox")
             && matches!(rest[3], b'b' | b'a' | b'p' | b'r' | b's')
             && rest[4] == b'-'
-            && run_of(bytes, index + 5, |b| url64(b)) >= 10
+            && run_of(bytes, index + 5, url64) >= 10
         {
             return Some("Slack token");
         }

@@ -49,7 +49,7 @@ pub(super) fn write(
 ) -> io::Result<bool> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
     let mut writer: Box<dyn FormatWriter> = match options.format {
-        Format::Table => Box::new(Table::default()),
+        Format::Table => Box::new(Table),
         Format::Json => Box::new(Json::default()),
         Format::Sarif => Box::new(Sarif::default()),
     };
@@ -225,7 +225,7 @@ impl FormatWriter for Table {
         options: &ScanOptions,
         _: &Loaded,
         inventory: &Inventory,
-        errors: &[&InputError],
+        _: &[&InputError],
         summary: &Summary,
         out: &mut dyn Write,
     ) -> io::Result<()> {
