@@ -24,8 +24,11 @@ fn scan(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-fn scan_paths(paths: &[PathBuf], args: &[&str]) -> Output {
-    let mut all: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+fn scan_paths<P: AsRef<Path>>(paths: &[P], args: &[&str]) -> Output {
+    let mut all: Vec<String> = paths
+        .iter()
+        .map(|p| p.as_ref().display().to_string())
+        .collect();
     all.extend(args.iter().map(|a| a.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     scan(&refs)
@@ -101,7 +104,7 @@ fn a_restricted_deployment_passes_the_gate_and_lists_every_check_with_its_pss_le
 #[test]
 fn findings_at_or_above_the_threshold_exit_one() {
     let agent = data("kubernetes/daemonset-node-agent.yaml");
-    let output = scan_paths(&[agent.clone()], &["--fail-on", "critical"]);
+    let output = scan_paths(&[&agent], &["--fail-on", "critical"]);
     assert_eq!(output.status.code(), Some(1));
     let table = String::from_utf8(output.stdout).unwrap();
     assert!(table.contains("DaemonSet monitoring/node-agent"), "{table}");
@@ -111,7 +114,7 @@ fn findings_at_or_above_the_threshold_exit_one() {
     // The hardened deployment has only a low finding: it passes a low threshold… but not info.
     let hardened = data("kubernetes/deployment-restricted.yaml");
     assert_eq!(
-        scan_paths(&[hardened.clone()], &["--fail-on", "medium"])
+        scan_paths(&[&hardened], &["--fail-on", "medium"])
             .status
             .code(),
         Some(0)
@@ -126,10 +129,7 @@ fn findings_at_or_above_the_threshold_exit_one() {
 fn a_profile_fails_workloads_below_the_pod_security_level() {
     // The Helm chart's Deployment has no high finding but is only baseline.
     let chart = data("kubernetes/helm-rendered.yaml");
-    let output = scan_paths(
-        &[chart.clone()],
-        &["--fail-on", "critical", "--format", "json"],
-    );
+    let output = scan_paths(&[&chart], &["--fail-on", "critical", "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
     assert_eq!(
@@ -139,7 +139,7 @@ fn a_profile_fails_workloads_below_the_pod_security_level() {
     );
     assert_eq!(report["workloads"][0]["pss"]["level"], "baseline");
     let with_profile = scan_paths(
-        &[chart.clone()],
+        &[&chart],
         &["--fail-on", "critical", "--profile", "restricted"],
     );
     assert_eq!(with_profile.status.code(), Some(1));
@@ -403,10 +403,7 @@ fn scanning_real_docker_inspect_output_finds_each_risk_and_clears_the_hardened_c
     let info_path = dir.path().join("docker-info.json");
     std::fs::write(&info_path, &info.stdout).unwrap();
 
-    let output = scan_paths(
-        &[inspect_path.clone(), info_path.clone()],
-        &["--format", "json"],
-    );
+    let output = scan_paths(&[&inspect_path, &info_path], &["--format", "json"]);
     assert_eq!(
         output.status.code(),
         Some(1),
