@@ -378,7 +378,19 @@ impl Inventory {
         for (at, value) in candidates {
             inventory.classify(loaded, at, value, &owners);
         }
+        // Grouped by namespace, so each workload sees only its namespace's policies.
         inventory
+            .network_policies
+            .sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        inventory
+    }
+
+    /// The NetworkPolicies of one namespace (the policies are sorted by namespace).
+    pub fn policies_of(&self, namespace: &str) -> &[NetworkPolicy] {
+        let policies = &self.network_policies;
+        let start = policies.partition_point(|p| p.namespace.as_str() < namespace);
+        let end = policies.partition_point(|p| p.namespace.as_str() <= namespace);
+        &policies[start..end]
     }
 
     fn error(&mut self, loaded: &Loaded, at: &DocRef, message: String) {

@@ -349,22 +349,30 @@ fn no_network_policy(e: &mut Eval<'_, '_, '_>) {
     let namespace = spec.namespace_or_default();
     let mut ingress = false;
     let mut egress = false;
+    // Cite the first policy that covers each direction; stop once both are covered.
     for policy in policies
         .iter()
-        .filter(|p| p.namespace == namespace && p.selects(&spec.labels))
+        .filter(|p| p.namespace == namespace && (p.ingress || p.egress))
     {
+        let adds_ingress = policy.ingress && !ingress;
+        let adds_egress = policy.egress && !egress;
+        if !(adds_ingress || adds_egress) || !policy.selects(&spec.labels) {
+            continue;
+        }
         ingress |= policy.ingress;
         egress |= policy.egress;
         e.out.ev(
             labels_pointer,
             Val::Str(&policy.name),
-            Val::Str(match (policy.ingress, policy.egress) {
+            Val::Str(match (adds_ingress, adds_egress) {
                 (true, true) => "selected for ingress and egress",
                 (true, false) => "selected for ingress",
-                (false, true) => "selected for egress",
-                (false, false) => "selected",
+                _ => "selected for egress",
             }),
         );
+        if ingress && egress {
+            break;
+        }
     }
     if spec.pod.host_network.value == NsMode::Host {
         e.fld(None, &spec.pod.host_network, Val::Str("host network"));

@@ -64,7 +64,11 @@ pub(super) fn write(
     };
     let mut report = Report::new();
     for (spec, at) in inventory.specs.iter().zip(&inventory.sources) {
-        evaluate_into(spec, ctx, &mut report);
+        let mut ctx = *ctx;
+        if ctx.network_policies.is_some() {
+            ctx.network_policies = Some(inventory.policies_of(spec.namespace_or_default()));
+        }
+        evaluate_into(spec, &ctx, &mut report);
         let counts = report.counts();
         let evaluated = Evaluated {
             spec,
@@ -136,6 +140,14 @@ pub(super) fn describe_error(error: &InputError) -> String {
     text.push_str(": ");
     text.push_str(&error.message);
     text
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 fn workload_name(spec: &WorkloadSpec) -> String {
@@ -238,8 +250,15 @@ impl FormatWriter for Table {
         let f = &summary.findings;
         writeln!(
             out,
-            "{} workloads in {} files: {} critical, {} high, {} medium, {} low, {} info findings; {} input errors",
-            summary.workloads, summary.files, f.critical, f.high, f.medium, f.low, f.info, summary.errors
+            "{} in {}: {} critical, {} high, {} medium, {} low, {} info findings; {}",
+            plural(summary.workloads, "workload"),
+            plural(summary.files, "file"),
+            f.critical,
+            f.high,
+            f.medium,
+            f.low,
+            f.info,
+            plural(summary.errors, "input error"),
         )?;
         let mut gate = format!("--fail-on {}", options.fail_on.as_str());
         if let Some(profile) = options.profile {
@@ -251,8 +270,8 @@ impl FormatWriter for Table {
             summary.gate,
             if summary.failing_workloads > 0 {
                 format!(
-                    " — {} workloads at or above the threshold (marked !)",
-                    summary.failing_workloads
+                    " — {} at or above the threshold (marked !)",
+                    plural(summary.failing_workloads, "workload")
                 )
             } else {
                 String::new()
