@@ -502,6 +502,46 @@ async fn the_api_lists_the_check_catalog_with_every_field(pool: PgPool) {
     assert_eq!(one.status(), 200);
     let one: Value = one.json().await.unwrap();
     assert_eq!(one["title"], "Container-runtime socket mounted");
+    let critical: Value = app
+        .get("/api/v1/checks?severity=critical&source=docker")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = critical["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"priv.privileged") && ids.contains(&"mount.runtime_socket"));
+    assert!(
+        !ids.contains(&"priv.windows_host_process"),
+        "Kubernetes-only"
+    );
+    let page: Value = app
+        .get("/api/v1/checks?limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["checks"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next"], "priv.allow_privilege_escalation");
+    let second: Value = app
+        .get("/api/v1/checks?limit=2&after=priv.allow_privilege_escalation")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["checks"][0]["id"], "priv.windows_host_process");
+    let bad = app.get("/api/v1/checks?layer=kernel").await;
+    assert_eq!(bad.status(), 400);
+    let error: Value = bad.json().await.unwrap();
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("layer must be one of"));
+
     let missing = app.get("/api/v1/checks/no.such_check").await;
     assert_eq!(missing.status(), 404);
     let error: Value = missing.json().await.unwrap();
