@@ -26,6 +26,16 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/posture");
 const WORKLOADS: usize = 100_000;
 const MANIFESTS: usize = 10_000;
 
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs each benchmark once as a
+/// smoke test, on a hundredth of the data so the test suite stays fast.
+fn scaled(count: usize) -> usize {
+    if std::env::args().any(|arg| arg == "--bench") {
+        count
+    } else {
+        count / 100
+    }
+}
+
 fn read(name: &str) -> Value {
     let text = std::fs::read_to_string(Path::new(DATA).join(name)).expect("fixture");
     if name.ends_with(".json") {
@@ -58,7 +68,7 @@ fn templates() -> (Vec<WorkloadSpec>, Vec<WorkloadSpec>) {
 
 fn workloads() -> Vec<WorkloadSpec> {
     let (benign, risky) = templates();
-    (0..WORKLOADS)
+    (0..scaled(WORKLOADS))
         .map(|i| {
             let template = if i % 10 == 0 {
                 &risky[(i / 10) % risky.len()]
@@ -128,7 +138,7 @@ fn evaluate_workloads(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(WORKLOADS as u64));
+    group.throughput(Throughput::Elements(scaled(WORKLOADS) as u64));
     group.bench_function("evaluate_all_checks_100k_workloads", |b| {
         b.iter(|| {
             let mut report = Report::new();
@@ -172,7 +182,7 @@ fn write_manifests(dir: &Path) -> Vec<PathBuf> {
         std::fs::read_to_string(Path::new(DATA).join("kubernetes/replicaset-orphan.yaml")).unwrap(),
     ];
     let mut paths = Vec::with_capacity(MANIFESTS);
-    for i in 0..MANIFESTS {
+    for i in 0..scaled(MANIFESTS) {
         let template = if i % 10 == 0 {
             &risky[(i / 10) % risky.len()]
         } else {
@@ -203,7 +213,7 @@ fn scan_manifests(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(MANIFESTS as u64));
+    group.throughput(Throughput::Elements(scaled(MANIFESTS) as u64));
     group.bench_function("scan_10k_manifests_json", |b| {
         b.iter(|| {
             let status = scan::run(&json_options, &mut io::sink(), &mut io::sink()).unwrap();
