@@ -24,7 +24,18 @@ use super::{Outcome, Report};
 
 /// Runs every check on `spec`.
 pub(crate) fn run_all<'a>(spec: &'a WorkloadSpec, ctx: &Context<'a>, out: &mut Report<'a>) {
-    let e = &mut Eval { spec, ctx, out };
+    // A VM or user-space kernel shrinks the kernel attack surface: kernel-surface findings
+    // are one step less severe there, host exposure is not (E24).
+    let sandboxed = matches!(
+        namespaces::tier_of(spec, ctx),
+        Some(namespaces::Tier::Vm | namespaces::Tier::UserKernel)
+    );
+    let e = &mut Eval {
+        spec,
+        ctx,
+        out,
+        sandboxed,
+    };
     privilege::run(e);
     capabilities::run(e);
     namespaces::run(e);
@@ -44,7 +55,23 @@ pub(crate) struct Eval<'a, 'c, 'r> {
     pub spec: &'a WorkloadSpec,
     pub ctx: &'c Context<'a>,
     pub out: &'r mut Report<'a>,
+    /// The workload runs under a VM or user-space kernel (gVisor, Kata, Hyper-V).
+    pub sandboxed: bool,
 }
+
+/// Checks whose risk is the kernel's attack surface, softened by a sandboxed runtime (E24).
+const KERNEL_SURFACE: &[CheckId] = &[
+    CheckId::CapsAddCritical,
+    CheckId::CapsAddHighRisk,
+    CheckId::CapsAddOutsideBaseline,
+    CheckId::CapsAddOutsideRestricted,
+    CheckId::CapsDropAllMissing,
+    CheckId::CapsNetRawRetained,
+    CheckId::SeccompUnconfined,
+    CheckId::SeccompNotExplicit,
+    CheckId::ProcUnmasked,
+    CheckId::SysctlUnsafe,
+];
 
 impl<'a> Eval<'a, '_, '_> {
     pub fn is_docker(&self) -> bool {
@@ -67,6 +94,12 @@ impl<'a> Eval<'a, '_, '_> {
         message: impl Into<Cow<'static, str>>,
         start: u32,
     ) {
+        let severity =
+            if self.sandboxed && outcome == Outcome::Fail && KERNEL_SURFACE.contains(&check) {
+                severity.downgraded()
+            } else {
+                severity
+            };
         self.out.push(check, c, outcome, severity, message, start);
     }
 
@@ -79,8 +112,7 @@ impl<'a> Eval<'a, '_, '_> {
         message: impl Into<Cow<'static, str>>,
         start: u32,
     ) {
-        let severity = check.meta().severity;
-        self.out.push(check, c, outcome, severity, message, start);
+        self.result(check, c, outcome, check.meta().severity, message, start);
     }
 
     /// A pod-level N/A result without evidence.

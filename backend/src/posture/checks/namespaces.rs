@@ -385,52 +385,33 @@ pub fn classify_handler(handler: &str) -> Option<Tier> {
     }
 }
 
-fn isolation_tier(e: &mut Eval<'_, '_, '_>) {
-    let check = CheckId::RuntimeIsolationTier;
-    let spec = e.spec;
-    let start = e.out.mark();
-    let untrusted = spec
-        .trust
-        .as_deref()
-        .is_some_and(|t| matches!(t, "untrusted" | "multi-tenant"));
-    let tier = match spec.platform {
-        Platform::Docker => {
-            let d = spec.docker.as_deref().expect("docker facts");
-            let isolation = d.isolation.as_deref().unwrap_or("");
+/// The isolation tier a workload runs at, when the runtime handler is known.
+pub(crate) fn tier_of(spec: &WorkloadSpec, ctx: &Context<'_>) -> Option<Tier> {
+    match spec.docker.as_deref() {
+        Some(d) => {
+            if d.isolation
+                .as_deref()
+                .is_some_and(|i| i.eq_ignore_ascii_case("hyperv"))
+            {
+                return Some(Tier::Vm);
+            }
             let runtime = d
                 .runtime
                 .as_deref()
-                .or(e.ctx.daemon.and_then(|d| d.default_runtime.as_deref()))
+                .or(ctx.daemon.and_then(|d| d.default_runtime.as_deref()))
                 .unwrap_or("");
-            let tier = if isolation.eq_ignore_ascii_case("hyperv") {
-                e.fld(None, &d.isolation, Val::Str("vm"));
-                Some(Tier::Vm)
-            } else {
-                let tier = classify_handler(runtime);
-                let tier = match (tier, e.ctx.daemon) {
-                    (Some(Tier::SharedKernel), Some(daemon))
-                        if daemon.userns || daemon.rootless =>
-                    {
-                        Some(Tier::UsernsHardened)
-                    }
-                    (tier, _) => tier,
-                };
-                e.fld(
-                    None,
-                    &d.runtime,
-                    Val::Str(tier.map_or("unknown", Tier::as_str)),
-                );
-                tier
-            };
-            tier
+            match (classify_handler(runtime), ctx.daemon) {
+                (Some(Tier::SharedKernel), Some(daemon)) if daemon.userns || daemon.rootless => {
+                    Some(Tier::UsernsHardened)
+                }
+                (tier, _) => tier,
+            }
         }
-        Platform::Kubernetes => {
-            let class = spec.pod.runtime_class.as_deref();
-            let tier = match class {
+        None => {
+            let tier = match spec.pod.runtime_class.as_deref() {
                 None => Some(Tier::SharedKernel),
                 Some(name) => {
-                    let handler = e
-                        .ctx
+                    let handler = ctx
                         .runtime_classes
                         .and_then(|classes| classes.iter().find(|rc| rc.name == name))
                         .map(|rc| rc.handler.as_str());
@@ -440,20 +421,37 @@ fn isolation_tier(e: &mut Eval<'_, '_, '_>) {
                     }
                 }
             };
-            let tier = match tier {
+            match tier {
                 Some(Tier::SharedKernel) if spec.pod.host_users.value == Some(false) => {
                     Some(Tier::UsernsHardened)
                 }
                 other => other,
-            };
-            e.fld(
-                None,
-                &spec.pod.runtime_class,
-                Val::Str(tier.map_or("unknown", Tier::as_str)),
-            );
-            tier
+            }
         }
-    };
+    }
+}
+
+fn isolation_tier(e: &mut Eval<'_, '_, '_>) {
+    let check = CheckId::RuntimeIsolationTier;
+    let spec = e.spec;
+    let start = e.out.mark();
+    let untrusted = spec
+        .trust
+        .as_deref()
+        .is_some_and(|t| matches!(t, "untrusted" | "multi-tenant"));
+    let tier = tier_of(spec, e.ctx);
+    let normalized = Val::Str(tier.map_or("unknown", Tier::as_str));
+    match spec.docker.as_deref() {
+        Some(d)
+            if d.isolation
+                .as_deref()
+                .is_some_and(|i| i.eq_ignore_ascii_case("hyperv")) =>
+        {
+            e.fld(None, &d.isolation, normalized)
+        }
+        Some(d) => e.fld(None, &d.runtime, normalized),
+        None => e.fld(None, &spec.pod.runtime_class, normalized),
+    }
     match tier {
         Some(Tier::SharedKernel) if untrusted => e.outcome(
             check,

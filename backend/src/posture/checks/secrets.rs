@@ -300,11 +300,30 @@ fn token_automount(e: &mut Eval<'_, '_, '_>) {
                     .iter()
                     .find(|sa| sa.namespace == namespace && sa.name == account)
             });
-            match facts {
-                Some(Some(sa)) => {
+            let injected = spec.volumes.iter().find(|v| {
+                v.name.starts_with("kube-api-access-")
+                    && matches!(
+                        v.source,
+                        VolumeSource::Projected {
+                            service_account_token: true
+                        }
+                    )
+            });
+            match (facts, injected) {
+                (Some(Some(sa)), _) => {
                     e.fld(None, &spec.pod.service_account, s(&sa.name));
                     Some(sa.automount_token.unwrap_or(true))
                 }
+                // A live Pod shows what admission did: the injected kube-api-access volume.
+                (_, Some(volume)) if spec.live => {
+                    e.out.ev(
+                        Pointer::item(&volume.ptr),
+                        s(&volume.name),
+                        Val::Str("token mounted"),
+                    );
+                    Some(true)
+                }
+                (_, None) if spec.live => Some(false),
                 _ => None,
             }
         }
@@ -318,7 +337,7 @@ fn token_automount(e: &mut Eval<'_, '_, '_>) {
                 VolumeSource::Projected {
                     service_account_token: true
                 }
-            )
+            ) && !v.name.starts_with("kube-api-access-")
         })
         .collect();
     match effective {

@@ -1982,3 +1982,55 @@ fn docker_binds_are_read_when_mounts_are_missing() {
         "the named volume `cache`"
     );
 }
+
+#[test]
+fn a_live_pod_shows_the_injected_service_account_token() {
+    let check = CheckId::SaTokenAutomount;
+    let live = kubernetes::adapt(&read("kubernetes/pod-live-ingress.json")).unwrap();
+    assert_eq!(
+        Facts::none().outcome(&live, check),
+        Fail,
+        "kube-api-access volume injected"
+    );
+    let mut value = read("kubernetes/pod-live-ingress.json");
+    value["spec"]["volumes"] = json!([]);
+    value["spec"]["containers"][0]["volumeMounts"] = json!([]);
+    let without = kubernetes::adapt(&value).unwrap();
+    assert_eq!(Facts::none().outcome(&without, check), Pass);
+}
+
+#[test]
+fn a_sandboxed_runtime_softens_kernel_surface_findings_but_not_host_exposure() {
+    let sandboxed = |mutate: fn(&mut Value)| {
+        docker_spec(move |v| {
+            hc(v)["Runtime"] = json!("runsc");
+            mutate(v);
+        })
+    };
+    let facts = Facts::none();
+    let unconfined = sandboxed(|v| hc(v)["SecurityOpt"] = json!(["seccomp=unconfined"]));
+    assert_eq!(
+        facts.one(&unconfined, CheckId::SeccompUnconfined),
+        (Fail, Severity::Medium)
+    );
+    let sys_admin = sandboxed(|v| hc(v)["CapAdd"] = json!(["SYS_ADMIN"]));
+    assert_eq!(
+        facts.one(&sys_admin, CheckId::CapsAddCritical),
+        (Fail, Severity::High)
+    );
+    let socket = sandboxed(|v| {
+        v["Mounts"].as_array_mut().unwrap().push(json!({"Type": "bind", "Source": "/var/run/docker.sock", "Destination": "/var/run/docker.sock", "RW": true}));
+    });
+    assert_eq!(
+        facts.one(&socket, CheckId::MountRuntimeSocket),
+        (Fail, Severity::Critical)
+    );
+    let kata = k8s_spec(|v| {
+        pod(v)["runtimeClassName"] = json!("kata-fc");
+        sc(v)["capabilities"]["add"] = json!(["SYS_PTRACE"]);
+    });
+    assert_eq!(
+        k().one(&kata, CheckId::CapsAddHighRisk),
+        (Fail, Severity::Medium)
+    );
+}
