@@ -30,3 +30,7 @@ fmt:
 # Regenerate .sqlx/ after changing a query (needs DATABASE_URL pointing at a migrated database).
 sqlx-prepare:
 	cargo sqlx prepare --workspace -- --all-targets
+
+# Benchmarks against the issues' targets; figures and how to read them in BENCHMARKS.md.
+bench:
+	cargo bench

@@ -1,10 +1,11 @@
 //! The command line: `harbormaster serve | migrate | …`. Each command loads the configuration,
 //! then calls the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, RawSettings};
 use crate::db::{Database, Role};
@@ -38,11 +39,80 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<std::path::PathBuf>,
     },
+    /// Scan Kubernetes manifests and `docker inspect` output offline (no database): the
+    /// build-stage gate for CI.
+    Scan(ScanArgs),
+}
+
+/// `harbormaster scan PATH... [--format table|json|sarif] [--fail-on SEVERITY]
+/// [--profile baseline|restricted]`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = SCAN_HELP)]
+pub struct ScanArgs {
+    /// Files or directories to scan: Kubernetes manifests (YAML or JSON, multi-document,
+    /// `kind: List`, rendered Helm output) and `docker inspect` output. Directories are
+    /// searched for *.yaml, *.yml and *.json; `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format: a table for people, JSON (every workload, its Pod Security Standards
+    /// level and every check with its outcome), or SARIF 2.1.0 for code-scanning dashboards.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    pub format: ScanFormat,
+    /// Exit 1 when a finding of this severity or worse exists.
+    #[arg(long, value_enum, default_value_t = FailOn::High, value_name = "SEVERITY")]
+    pub fail_on: FailOn,
+    /// Also exit 1 when a workload does not meet this Pod Security Standards level.
+    /// `restricted` also enables the opt-in checks (user.low_uid_gid).
+    #[arg(long, value_enum)]
+    pub profile: Option<ScanProfile>,
+    /// A registry (or registry/path prefix) images may come from; repeat for several. Without
+    /// it, store.registry_not_allowed says UNKNOWN except for deprecated registries.
+    #[arg(long = "allow-registry", value_name = "HOST[/PATH]")]
+    pub allow_registries: Vec<String>,
+}
+
+const SCAN_HELP: &str = "\
+Exit status:
+  0  no finding at or above --fail-on (and every workload meets --profile)
+  1  a finding at or above --fail-on exists, or a workload is below --profile
+  2  usage error, an unreadable file or a malformed document (reported with its file,
+     document index and line; the other documents are still scanned)
+
+Examples:
+  harbormaster scan k8s/ --fail-on high
+  helm template ./chart | harbormaster scan - --format sarif > harbormaster.sarif
+  docker inspect $(docker ps -aq) > containers.json
+  docker info --format '{{json .}}' > docker-info.json
+  harbormaster scan containers.json docker-info.json --format json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    Table,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanProfile {
+    Baseline,
+    Restricted,
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Scan(args) = &cli.command {
+        return scan(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,6 +140,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::Import { paths } => import(config, &paths).await,
+        Command::Scan(ref args) => Ok(scan(args)),
+    }
+}
+
+/// The offline scan: no configuration file, no database, no async runtime.
+fn scan(args: &ScanArgs) -> ExitCode {
+    use crate::posture::catalog::Severity;
+    use crate::posture::pss::PssLevel;
+    use crate::posture::scan::{self, Format, ScanOptions};
+
+    let profile = args.profile.map(|p| match p {
+        ScanProfile::Baseline => PssLevel::Baseline,
+        ScanProfile::Restricted => PssLevel::Restricted,
+    });
+    let mut settings = crate::posture::Settings {
+        opt_in_low_uid_gid: profile == Some(PssLevel::Restricted),
+        ..Default::default()
+    };
+    if !args.allow_registries.is_empty() {
+        settings.allowed_registries = Some(args.allow_registries.clone());
+    }
+    let options = ScanOptions {
+        paths: args.paths.clone(),
+        format: match args.format {
+            ScanFormat::Table => Format::Table,
+            ScanFormat::Json => Format::Json,
+            ScanFormat::Sarif => Format::Sarif,
+        },
+        fail_on: match args.fail_on {
+            FailOn::Info => Severity::Info,
+            FailOn::Low => Severity::Low,
+            FailOn::Medium => Severity::Medium,
+            FailOn::High => Severity::High,
+            FailOn::Critical => Severity::Critical,
+        },
+        profile,
+        settings,
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    match scan::run(&options, &mut stdout.lock(), &mut stderr.lock()) {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(err) => {
+            eprintln!("error: writing the report: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 

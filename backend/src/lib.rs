@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod inventory;
 pub mod lifecycle;
+pub mod posture;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

@@ -3,6 +3,7 @@
 //! this module merges them and adds the layers once.
 
 pub mod assets;
+pub mod checks;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -60,6 +61,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .merge(assets::router())
+        .merge(checks::router())
         .merge(overview::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);

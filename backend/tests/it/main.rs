@@ -6,3 +6,4 @@ mod console;
 mod foundation;
 mod inventory;
 mod kubernetes;
+mod posture_scan;

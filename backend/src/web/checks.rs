@@ -1,0 +1,169 @@
+//! The check catalog over the API: `GET /api/v1/checks` lists every check with all its
+//! metadata (severity, threat, stage, owning layer, remediation per source, references),
+//! filterable by `severity`, `threat`, `stage`, `layer` and `source`, keyset-paginated with
+//! `limit` and `after` (a check id; catalog order); `GET /api/v1/checks/{id}` returns one.
+
+use axum::extract::{Path, Query};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{AppState, WebError};
+use crate::posture::catalog::{self, CheckMeta, Layer, Severity, Stage, Threat, CATALOG};
+use crate::posture::pss;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/checks", get(list_checks))
+        .route("/api/v1/checks/{id}", get(get_check))
+}
+
+/// One catalog entry with its primary stage and owning layer spelled out.
+#[derive(Serialize)]
+pub struct CheckView {
+    #[serde(flatten)]
+    meta: &'static CheckMeta,
+    /// The primary lifecycle stage (the first of `stages`).
+    stage: Stage,
+    /// The layer that owns the fix by default (the first of `layers`).
+    layer: Layer,
+}
+
+impl From<&'static CheckMeta> for CheckView {
+    fn from(meta: &'static CheckMeta) -> Self {
+        Self {
+            meta,
+            stage: meta.stage(),
+            layer: meta.layer(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CheckList {
+    /// The Pod Security Admission policy version the PSS conformance encodes.
+    pss_policy_version: &'static str,
+    checks: Vec<CheckView>,
+    /// The `after` value of the next page, when there is one.
+    next: Option<&'static str>,
+}
+
+/// The filters and page of `GET /api/v1/checks`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CheckFilter {
+    severity: Option<String>,
+    threat: Option<String>,
+    stage: Option<String>,
+    layer: Option<String>,
+    /// `docker` or `kubernetes`: checks with a rule for that source.
+    source: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// The serde name of an enum value (`container_escape`, `orchestration`, …).
+fn name<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Checks `wanted` against the allowed names; 400 naming the parameter otherwise.
+fn allowed(parameter: &str, wanted: &str, names: &[String]) -> Result<(), WebError> {
+    if names.iter().any(|n| n == wanted) {
+        Ok(())
+    } else {
+        Err(WebError::BadRequest(format!(
+            "{parameter} must be one of {}",
+            names.join(", ")
+        )))
+    }
+}
+
+/// The catalog, in catalog order, filtered and paginated.
+async fn list_checks(Query(filter): Query<CheckFilter>) -> Result<Json<CheckList>, WebError> {
+    if let Some(severity) = &filter.severity {
+        allowed("severity", severity, &Severity::ALL.map(name))?;
+    }
+    if let Some(threat) = &filter.threat {
+        let names = [
+            Threat::ContainerEscape,
+            Threat::MaliciousImage,
+            Threat::PrivilegeAbuse,
+            Threat::Misconfiguration,
+        ]
+        .map(name);
+        allowed("threat", threat, &names)?;
+    }
+    if let Some(stage) = &filter.stage {
+        let names = [Stage::Build, Stage::Store, Stage::Deploy, Stage::Run].map(name);
+        allowed("stage", stage, &names)?;
+    }
+    if let Some(layer) = &filter.layer {
+        let names = [
+            Layer::Application,
+            Layer::Image,
+            Layer::Runtime,
+            Layer::Orchestration,
+            Layer::Host,
+        ]
+        .map(name);
+        allowed("layer", layer, &names)?;
+    }
+    if let Some(source) = &filter.source {
+        allowed("source", source, &["docker".into(), "kubernetes".into()])?;
+    }
+    let start = match &filter.after {
+        Some(after) => {
+            let meta = catalog::find(after).ok_or_else(|| {
+                WebError::BadRequest(format!("after: there is no check {after:?}"))
+            })?;
+            meta.check as usize + 1
+        }
+        None => 0,
+    };
+    let limit = filter
+        .limit
+        .unwrap_or(CATALOG.len())
+        .clamp(1, CATALOG.len());
+    let mut matching = CATALOG[start..].iter().filter(|meta| {
+        filter
+            .severity
+            .as_deref()
+            .is_none_or(|s| name(meta.severity) == s)
+            && filter
+                .threat
+                .as_deref()
+                .is_none_or(|t| name(meta.threat) == t)
+            && filter
+                .stage
+                .as_deref()
+                .is_none_or(|s| meta.stages.iter().any(|stage| name(stage) == s))
+            && filter
+                .layer
+                .as_deref()
+                .is_none_or(|l| meta.layers.iter().any(|layer| name(layer) == l))
+            && filter.source.as_deref().is_none_or(|s| match s {
+                "docker" => meta.sources.docker(),
+                _ => meta.sources.kubernetes(),
+            })
+    });
+    let checks: Vec<CheckView> = matching.by_ref().take(limit).map(CheckView::from).collect();
+    let next = match (checks.last(), matching.next()) {
+        (Some(last), Some(_)) => Some(last.meta.id),
+        _ => None,
+    };
+    Ok(Json(CheckList {
+        pss_policy_version: pss::POLICY_VERSION,
+        checks,
+        next,
+    }))
+}
+
+/// One check by id (`priv.privileged`).
+async fn get_check(Path(id): Path<String>) -> Result<Json<CheckView>, WebError> {
+    catalog::find(&id)
+        .map(|meta| Json(CheckView::from(meta)))
+        .ok_or_else(|| WebError::NotFound(format!("there is no check {id:?}")))
+}
