@@ -18,6 +18,8 @@ build)
   mkdir -p "$work/root/bin" "$work/root/etc" "$work/root/tmp" "$work/root/usr/bin"
   cp /bin/busybox "$work/root/bin/busybox"
   for applet in $(/bin/busybox --list); do
+    # The applet list names busybox itself: linking it would replace the binary.
+    [ "$applet" = busybox ] && continue
     ln -sf busybox "$work/root/bin/$applet"
   done
   echo "root:x:0:0:root:/root:/bin/sh" >"$work/root/etc/passwd"
