@@ -127,7 +127,9 @@ impl Application {
 
 /// Starts the supervised background loops (collectors, schedulers); each stops when `cancel`
 /// fires and is awaited before the database closes.
-fn start_background(_state: &AppState, _tasks: &TaskTracker, _cancel: &CancellationToken) {}
+fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &CancellationToken) {
+    crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
+}
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {

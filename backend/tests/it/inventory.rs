@@ -88,7 +88,7 @@ async fn upserts_are_idempotent_and_the_history_records_every_stage(pool: PgPool
         .unwrap();
 
     // The same batch again changes nothing.
-    let again = store::upsert_workloads(&mut conn, source, &[web.clone()])
+    let again = store::upsert_workloads(&mut conn, source, std::slice::from_ref(&web))
         .await
         .unwrap();
     assert_eq!(again[&web.key].id, row.id);
@@ -139,7 +139,7 @@ async fn the_lifecycle_history_cannot_be_rewritten(pool: PgPool) {
     let source = sources::ensure(&pool, "docker", "local", "").await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let web = workload("web");
-    let rows = store::upsert_workloads(&mut conn, source, &[web.clone()])
+    let rows = store::upsert_workloads(&mut conn, source, std::slice::from_ref(&web))
         .await
         .unwrap();
     apply(&mut conn, &[observe(rows[&web.key], 0, "sha256:a")])

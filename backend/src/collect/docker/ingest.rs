@@ -1,0 +1,279 @@
+//! Writing what the engine said: a batch of inspect documents (a full resync, or the containers
+//! and images a burst of events touched) is mapped and written in one transaction, a few
+//! statements per batch, then the lifecycle stage machine runs for every workload it touched.
+//! The collector and the benchmark both go through [`ingest`].
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use super::map::{self, LiveInstance};
+use crate::inventory::{sources, store};
+use crate::lifecycle::store::{apply, Pending};
+use crate::lifecycle::{Observation, Transition};
+
+/// A runtime event to append (an exec session in a container).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeEvent {
+    /// The container's id.
+    pub container_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub summary: String,
+    pub details: Value,
+}
+
+/// What one write carries.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Container inspect documents (raw: env values are redacted while mapping).
+    pub containers: Vec<Value>,
+    /// Image inspect documents.
+    pub images: Vec<Value>,
+    /// Containers the engine no longer has.
+    pub removed: Vec<String>,
+    /// A full resync: every container not in `containers` is gone.
+    pub full: bool,
+    pub runtime_events: Vec<RuntimeEvent>,
+    /// Why, for the lifecycle history ("resync", "container web-1: start").
+    pub reason: String,
+    /// Per-container reasons, by container id, winning over `reason`.
+    pub reasons: HashMap<String, String>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub containers: usize,
+    pub images: usize,
+    pub removed: usize,
+    pub transitions: Vec<(i64, Transition)>,
+    pub counts: Value,
+}
+
+/// Maps and writes a batch, in one transaction; a full batch also marks the source resynced.
+pub async fn ingest(
+    pool: &PgPool,
+    source_id: i64,
+    batch: Batch,
+    grace: Duration,
+) -> Result<Report, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let report = ingest_in(&mut tx, source_id, batch, grace).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// [`ingest`] on a connection or transaction the caller owns.
+pub async fn ingest_in(
+    conn: &mut PgConnection,
+    source_id: i64,
+    batch: Batch,
+    grace: Duration,
+) -> Result<Report, sqlx::Error> {
+    let images: Vec<_> = batch.images.iter().filter_map(map::map_image).collect();
+    store::upsert_images(conn, Some(source_id), &images).await?;
+
+    // Image ids → digests: this batch's images first, then what the store knows.
+    let mut digests: HashMap<String, String> = images
+        .iter()
+        .filter_map(|image| image.image_id.clone().map(|id| (id, image.digest.clone())))
+        .collect();
+    let unknown: Vec<String> = batch
+        .containers
+        .iter()
+        .filter_map(|doc| doc.get("Image").and_then(Value::as_str))
+        .filter(|id| !digests.contains_key(*id))
+        .map(String::from)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !unknown.is_empty() {
+        let rows = sqlx::query!(
+            r#"select image_id as "image_id!", digest from images where image_id = any($1)"#,
+            &unknown
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        digests.extend(rows.into_iter().map(|row| (row.image_id, row.digest)));
+    }
+
+    let mapped = map::map_containers(&batch.containers, &digests);
+    let workloads: Vec<_> = mapped.iter().map(|m| m.workload.clone()).collect();
+    let instances: Vec<_> = mapped.iter().map(|m| m.instance.clone()).collect();
+    let written = store::upsert_workloads(conn, source_id, &workloads).await?;
+    store::upsert_instances(conn, source_id, &instances, &written).await?;
+
+    let mut touched: BTreeSet<i64> = written.values().map(|w| w.id).collect();
+    let removed = if batch.full {
+        let present: Vec<String> = instances.iter().map(|i| i.external_id.clone()).collect();
+        store::remove_instances_except(conn, source_id, &present).await?
+    } else if batch.removed.is_empty() {
+        Vec::new()
+    } else {
+        store::remove_instances(conn, source_id, &batch.removed).await?
+    };
+    let removed_count = removed.len();
+    touched.extend(removed);
+    let touched: Vec<i64> = touched.into_iter().collect();
+    store::refresh_counts(conn, &touched).await?;
+
+    let new: HashSet<i64> = written
+        .values()
+        .filter(|w| w.inserted)
+        .map(|w| w.id)
+        .collect();
+    // The reason of a workload: the reason of the last of its containers in this batch.
+    let mut reasons: HashMap<i64, String> = HashMap::new();
+    for m in &mapped {
+        if let Some(w) = written.get(&m.instance.workload) {
+            let reason = batch
+                .reasons
+                .get(&m.instance.external_id)
+                .cloned()
+                .unwrap_or_else(|| batch.reason.clone());
+            reasons.insert(w.id, reason);
+        }
+    }
+    let mut transitions = apply_lifecycle(conn, &touched, &new, &reasons, &batch.reason).await?;
+    transitions.extend(retire_expired(conn, source_id, grace).await?);
+
+    if !batch.runtime_events.is_empty() {
+        insert_runtime_events(conn, source_id, &batch.runtime_events).await?;
+    }
+
+    let counts = map::counts(&mapped, images.len());
+    if batch.full {
+        sources::mark_resynced(&mut *conn, source_id, &counts).await?;
+    } else {
+        sources::mark_event(&mut *conn, source_id).await?;
+    }
+    Ok(Report {
+        containers: mapped.len(),
+        images: images.len(),
+        removed: removed_count,
+        transitions,
+        counts,
+    })
+}
+
+/// Runs the stage machine for these workloads from their live instances. A workload with no
+/// instance left keeps its stage: it retires only after the grace period ([`retire_expired`]).
+pub async fn apply_lifecycle(
+    conn: &mut PgConnection,
+    workload_ids: &[i64],
+    new: &HashSet<i64>,
+    reasons: &HashMap<i64, String>,
+    default_reason: &str,
+) -> Result<Vec<(i64, Transition)>, sqlx::Error> {
+    if workload_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query!(
+        r#"select workload_id, running, image_digest, spec->>'SpecHash' as spec_hash,
+                  spec->>'Created' as created
+           from instances where workload_id = any($1) and removed_at is null"#,
+        workload_ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut live: HashMap<i64, Vec<LiveInstance>> = HashMap::new();
+    for row in rows {
+        live.entry(row.workload_id).or_default().push(LiveInstance {
+            running: row.running,
+            digest: row.image_digest,
+            spec_hash: row.spec_hash,
+            created: row.created,
+        });
+    }
+    let pending: Vec<Pending> = workload_ids
+        .iter()
+        .filter_map(|id| {
+            let reason = reasons
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| default_reason.to_string());
+            let observation = map::observe(live.get(id)?, Some(reason))?;
+            Some(Pending {
+                workload_id: *id,
+                is_new: new.contains(id),
+                observation,
+            })
+        })
+        .collect();
+    apply(conn, &pending).await
+}
+
+/// Retires the source's workloads whose last instance went away longer than `grace` ago.
+pub async fn retire_expired(
+    conn: &mut PgConnection,
+    source_id: i64,
+    grace: Duration,
+) -> Result<Vec<(i64, Transition)>, sqlx::Error> {
+    let grace_secs = grace.as_secs_f64();
+    let ids = sqlx::query_scalar!(
+        r#"select id from workloads
+           where source_id = $1 and stage <> 'retire' and instances_total = 0
+             and gone_since is not null
+             and gone_since <= now() - make_interval(secs => $2)"#,
+        source_id,
+        grace_secs
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let reason = format!("no container left for {}s", grace.as_secs());
+    let pending: Vec<Pending> = ids
+        .into_iter()
+        .map(|id| Pending {
+            workload_id: id,
+            is_new: false,
+            observation: Observation {
+                present: false,
+                reason: Some(reason.clone()),
+                ..Observation::default()
+            },
+        })
+        .collect();
+    apply(conn, &pending).await
+}
+
+async fn insert_runtime_events(
+    conn: &mut PgConnection,
+    source_id: i64,
+    events: &[RuntimeEvent],
+) -> Result<(), sqlx::Error> {
+    let container_ids: Vec<String> = events.iter().map(|e| e.container_id.clone()).collect();
+    let kinds: Vec<String> = events.iter().map(|e| e.kind.clone()).collect();
+    let severities: Vec<String> = events.iter().map(|e| e.severity.clone()).collect();
+    let summaries: Vec<String> = events.iter().map(|e| e.summary.clone()).collect();
+    let details: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let mut details = e.details.clone();
+            if details.is_null() {
+                details = json!({});
+            }
+            details
+        })
+        .collect();
+    sqlx::query!(
+        r#"insert into runtime_events (source_id, workload_id, instance_id, kind, severity, summary,
+                                       details)
+           select $1, i.workload_id, i.id, t.kind, t.severity, t.summary, t.details
+           from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+                with ordinality as t(container_id, kind, severity, summary, details, n)
+           left join instances i on i.source_id = $1 and i.external_id = t.container_id
+           order by t.n"#,
+        source_id,
+        &container_ids,
+        &kinds,
+        &severities,
+        &summaries,
+        &details,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
