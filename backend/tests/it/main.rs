@@ -2,5 +2,6 @@
 //! (`#[sqlx::test]`), and live tests against this machine's Docker engine and Chromium.
 
 mod common;
+mod docker;
 mod foundation;
 mod inventory;
