@@ -44,7 +44,8 @@ impl Containers {
         static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
         let present = |image: &str| !docker(&["images", "-q", image]).is_empty();
-        if !*built && !(present(IMAGE_1) && present(IMAGE_2)) {
+        let missing = !(present(IMAGE_1) && present(IMAGE_2));
+        if !*built && missing {
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-images.sh");
             let output = std::process::Command::new(script)
                 .arg("build")
