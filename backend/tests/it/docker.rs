@@ -499,17 +499,7 @@ async fn workloads_are_listed_by_page_with_a_cursor_and_bad_filters_are_refused(
         .await
         .unwrap();
     let docs: Vec<Value> = (0..5)
-        .map(|n| {
-            serde_json::json!({
-                "Id": format!("{n:064}"),
-                "Name": format!("/page-{n}"),
-                "Created": "2026-11-28T12:00:00Z",
-                "Image": "sha256:aaa",
-                "State": {"Status": "running", "Running": true},
-                "Config": {"Image": "busybox:1", "Labels": {}},
-                "HostConfig": {},
-            })
-        })
+        .map(|n| synthetic(n, &format!("page-{n}"), true))
         .collect();
     let batch = ingest::Batch {
         containers: docs,
@@ -562,4 +552,47 @@ async fn workloads_are_listed_by_page_with_a_cursor_and_bad_filters_are_refused(
     assert_eq!(app.get("/api/v1/workloads/999999").await.status(), 404);
     assert_eq!(app.get("/api/v1/workloads/abc").await.status(), 400);
     app.stop().await.unwrap();
+}
+
+fn synthetic(id: u32, name: &str, running: bool) -> Value {
+    serde_json::json!({
+        "Id": format!("{id:064}"),
+        "Name": format!("/{name}"),
+        "Created": "2026-11-28T12:00:00Z",
+        "Image": "sha256:aaa",
+        "State": {"Status": if running { "running" } else { "exited" }, "Running": running},
+        "Config": {"Image": "busybox:1", "Labels": {}},
+        "HostConfig": {},
+    })
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_renamed_container_moves_to_its_new_workload_and_the_old_one_retires(pool: PgPool) {
+    let source = sources::ensure(&pool, "docker", "test", "unix:///test.sock")
+        .await
+        .unwrap();
+    let write = |doc: Value| ingest::Batch {
+        containers: vec![doc],
+        reason: "event".into(),
+        ..Default::default()
+    };
+    ingest::ingest(
+        &pool,
+        source,
+        write(synthetic(1, "before", true)),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(workload(&pool, "before").await.unwrap().1, "run");
+    ingest::ingest(
+        &pool,
+        source,
+        write(synthetic(1, "after", true)),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(workload(&pool, "after").await.unwrap().1, "run");
+    assert_eq!(workload(&pool, "before").await.unwrap().1, "retire");
 }

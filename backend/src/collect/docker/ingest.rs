@@ -103,13 +103,24 @@ pub async fn ingest_in(
     let mapped = map::map_containers(&batch.containers, &digests);
     let workloads: Vec<_> = mapped.iter().map(|m| m.workload.clone()).collect();
     let instances: Vec<_> = mapped.iter().map(|m| m.instance.clone()).collect();
+    // A container can change workload (a renamed plain container, edited Compose labels): the
+    // workload it leaves must be counted again too.
+    let external_ids: Vec<String> = instances.iter().map(|i| i.external_id.clone()).collect();
+    let previous = sqlx::query_scalar!(
+        r#"select distinct workload_id from instances
+           where source_id = $1 and removed_at is null and external_id = any($2)"#,
+        source_id,
+        &external_ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let written = store::upsert_workloads(conn, source_id, &workloads).await?;
     store::upsert_instances(conn, source_id, &instances, &written).await?;
 
     let mut touched: BTreeSet<i64> = written.values().map(|w| w.id).collect();
+    touched.extend(previous);
     let removed = if batch.full {
-        let present: Vec<String> = instances.iter().map(|i| i.external_id.clone()).collect();
-        store::remove_instances_except(conn, source_id, &present).await?
+        store::remove_instances_except(conn, source_id, &external_ids).await?
     } else if batch.removed.is_empty() {
         Vec::new()
     } else {
