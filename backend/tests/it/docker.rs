@@ -216,7 +216,7 @@ async fn a_container_runs_within_five_seconds_deploys_when_stopped_and_retires_a
         "retired before the grace period ended"
     );
     let stages: Vec<String> = history(&pool, id).await.into_iter().map(|h| h.0).collect();
-    assert_eq!(stages, vec!["run", "deploy", "retire"]);
+    assert_eq!(stages, vec!["store", "run", "deploy", "retire"]);
     app.stop().await.unwrap();
 }
 
@@ -244,14 +244,14 @@ async fn a_container_recreated_with_another_image_is_an_update_then_runs_with_bo
     let second = image_of(&new);
     let history = history(&pool, id).await;
     let stages: Vec<&str> = history.iter().map(|h| h.0.as_str()).collect();
-    assert_eq!(stages, vec!["run", "update", "run"]);
+    assert_eq!(stages, vec!["store", "run", "update", "run"]);
     assert_eq!(
-        history[1].1,
+        history[2].1,
         vec![first.clone()],
         "digest before the update"
     );
     assert_eq!(
-        history[1].2,
+        history[2].2,
         vec![second.clone()],
         "digest after the update"
     );
@@ -260,7 +260,7 @@ async fn a_container_recreated_with_another_image_is_an_update_then_runs_with_bo
     docker(&["rm", "-f", &name]);
     containers.run("api", IMAGE_2, &[]);
     collector.resync_once().await.unwrap();
-    assert_eq!(self::history(&pool, id).await.len(), 3);
+    assert_eq!(self::history(&pool, id).await.len(), 4);
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -314,7 +314,8 @@ async fn two_containers_of_one_compose_service_are_one_workload_with_two_instanc
         vec![containers.name("web-1"), containers.name("web-2")]
     );
     assert_eq!(detail["images"][0]["references"][0], IMAGE_1);
-    assert_eq!(detail["history"][0]["to_stage"], "run");
+    assert_eq!(detail["history"][0]["to_stage"], "store");
+    assert_eq!(detail["history"][1]["to_stage"], "run");
     app.stop().await.unwrap();
 }
 

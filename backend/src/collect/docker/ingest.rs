@@ -131,11 +131,16 @@ pub async fn ingest_in(
     let touched: Vec<i64> = touched.into_iter().collect();
     store::refresh_counts(conn, &touched).await?;
 
-    let new: HashSet<i64> = written
+    let mut new: HashSet<i64> = written
         .values()
         .filter(|w| w.inserted)
         .map(|w| w.id)
         .collect();
+    // A new workload whose image is in the engine starts its history at `store`.
+    let new_ids: Vec<i64> = new.iter().copied().collect();
+    for id in record_store_stage(conn, &new_ids).await? {
+        new.remove(&id);
+    }
     // The reason of a workload: the reason of the last of its containers in this batch.
     let mut reasons: HashMap<i64, String> = HashMap::new();
     for m in &mapped {
@@ -215,6 +220,39 @@ pub async fn apply_lifecycle(
         })
         .collect();
     apply(conn, &pending).await
+}
+
+/// Appends the `store` stage (the image is in the engine) to new workloads whose current image
+/// is among the stored images; returns those workloads. The stage machine then moves them on to
+/// deploy or run from there.
+pub async fn record_store_stage(
+    conn: &mut PgConnection,
+    workload_ids: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    if workload_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar!(
+        r#"with current as (
+               select distinct on (i.workload_id) i.workload_id, i.image_digest as "digest!"
+               from instances i join images im on im.digest = i.image_digest
+               where i.workload_id = any($1) and i.removed_at is null
+               order by i.workload_id, i.spec->>'Created' desc nulls last, i.id desc
+           ), appended as (
+               insert into lifecycle_events (workload_id, from_stage, to_stage, cause, digests_after)
+               select workload_id, null, 'store', 'image ' || "digest!" || ' is in the engine',
+                      array["digest!"]
+               from current order by workload_id
+               returning workload_id
+           )
+           update workloads w set stage = 'store', stage_since = now(),
+                                  image_digests = array[c."digest!"], updated_at = now()
+           from current c where w.id = c.workload_id
+           returning w.id"#,
+        workload_ids
+    )
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// Retires the source's workloads whose last instance went away longer than `grace` ago.
