@@ -100,22 +100,55 @@ pub async fn ingest_in(
         digests.extend(rows.into_iter().map(|row| (row.image_id, row.digest)));
     }
 
-    let mapped = map::map_containers(&batch.containers, &digests);
-    let workloads: Vec<_> = mapped.iter().map(|m| m.workload.clone()).collect();
-    let instances: Vec<_> = mapped.iter().map(|m| m.instance.clone()).collect();
-    // A container can change workload (a renamed plain container, edited Compose labels): the
-    // workload it leaves must be counted again too.
+    let containers = batch.containers;
+    let mapped = if containers.len() > 64 {
+        // Mapping a large batch is CPU work: off the async runtime.
+        tokio::task::spawn_blocking(move || map::map_containers(containers, &digests))
+            .await
+            .map_err(|err| sqlx::Error::Protocol(format!("mapping failed: {err}")))?
+    } else {
+        map::map_containers(containers, &digests)
+    };
+    let (workloads, instances): (Vec<_>, Vec<_>) =
+        mapped.into_iter().map(|m| (m.workload, m.instance)).unzip();
+    // What is stored of these containers: the workload they belong to (a renamed plain container
+    // or edited Compose labels move one, and the workload it leaves must be counted again) and
+    // the hash of their stored document (an unchanged one is only marked seen, not rewritten).
     let external_ids: Vec<String> = instances.iter().map(|i| i.external_id.clone()).collect();
-    let previous = sqlx::query_scalar!(
-        r#"select distinct workload_id from instances
+    let stored = sqlx::query!(
+        r#"select external_id, workload_id, spec->>'RawHash' as raw_hash from instances
            where source_id = $1 and removed_at is null and external_id = any($2)"#,
         source_id,
         &external_ids
     )
     .fetch_all(&mut *conn)
     .await?;
+    let previous: Vec<i64> = stored.iter().map(|row| row.workload_id).collect();
+    let stored_hashes: HashMap<String, String> = stored
+        .into_iter()
+        .filter_map(|row| row.raw_hash.map(|hash| (row.external_id, hash)))
+        .collect();
+    let (unchanged, changed): (Vec<_>, Vec<_>) = instances.iter().partition(|instance| {
+        let hash = instance
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.get("RawHash"))
+            .and_then(Value::as_str);
+        hash.is_some() && stored_hashes.get(&instance.external_id).map(String::as_str) == hash
+    });
     let written = store::upsert_workloads(conn, source_id, &workloads).await?;
-    store::upsert_instances(conn, source_id, &instances, &written).await?;
+    let changed: Vec<_> = changed.into_iter().cloned().collect();
+    store::upsert_instances(conn, source_id, &changed, &written).await?;
+    if !unchanged.is_empty() {
+        let ids: Vec<String> = unchanged.iter().map(|i| i.external_id.clone()).collect();
+        sqlx::query!(
+            "update instances set last_seen = now() where source_id = $1 and external_id = any($2)",
+            source_id,
+            &ids
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
 
     let mut touched: BTreeSet<i64> = written.values().map(|w| w.id).collect();
     touched.extend(previous);
@@ -143,11 +176,11 @@ pub async fn ingest_in(
     }
     // The reason of a workload: the reason of the last of its containers in this batch.
     let mut reasons: HashMap<i64, String> = HashMap::new();
-    for m in &mapped {
-        if let Some(w) = written.get(&m.instance.workload) {
+    for instance in &instances {
+        if let Some(w) = written.get(&instance.workload) {
             let reason = batch
                 .reasons
-                .get(&m.instance.external_id)
+                .get(&instance.external_id)
                 .cloned()
                 .unwrap_or_else(|| batch.reason.clone());
             reasons.insert(w.id, reason);
@@ -160,14 +193,14 @@ pub async fn ingest_in(
         insert_runtime_events(conn, source_id, &batch.runtime_events).await?;
     }
 
-    let counts = map::counts(&mapped, images.len());
+    let counts = map::counts(&instances, images.len());
     if batch.full {
         sources::mark_resynced(&mut *conn, source_id, &counts).await?;
     } else {
         sources::mark_event(&mut *conn, source_id).await?;
     }
     Ok(Report {
-        containers: mapped.len(),
+        containers: instances.len(),
         images: images.len(),
         removed: removed_count,
         transitions,

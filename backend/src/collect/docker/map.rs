@@ -4,7 +4,7 @@
 //! No I/O here: the engine client and the live tests feed these functions real documents, the
 //! unit tests captured ones from `backend/tests/data/docker/`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -152,7 +152,8 @@ pub fn container_name(inspect: &Value) -> String {
 
 /// The normalized spec the posture checks read: the inspect fields of CHECKS.md under their
 /// engine names (`HostConfig.X`, `.Mounts`, `.Config.User`, …), env *names* only, plus
-/// `SpecHash` (see [`spec_hash`]) and the creation time.
+/// `SpecHash` (see [`spec_hash`]) and the creation time. [`map_container`] adds `RawHash`
+/// ([`raw_hash`]).
 pub fn normalized_spec(inspect: &Value) -> Value {
     let host = inspect.get("HostConfig");
     let mut host_config = Map::new();
@@ -259,6 +260,15 @@ pub fn spec_hash(spec: &Value) -> String {
     format!("sha256:{}", hex::encode(digest))
 }
 
+/// A hash of the stored (redacted) document: an instance whose document did not change since
+/// it was stored is not written again.
+pub fn raw_hash(raw: &Value) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(raw.to_string().as_bytes()))
+    )
+}
+
 /// One container mapped: its workload and itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedContainer {
@@ -267,78 +277,111 @@ pub struct MappedContainer {
 }
 
 /// Maps a container inspect document. `digests` maps image ids to the digest their image is
-/// known by ([`image_digest`]); an image not in it is known by its id. The raw document is
-/// stored with every env value redacted.
-pub fn map_container(inspect: &Value, digests: &HashMap<String, String>) -> MappedContainer {
-    let key = workload_key(inspect);
+/// known by ([`image_digest`]); an image not in it is known by its id. The document itself
+/// becomes the stored evidence, with every env value redacted.
+pub fn map_container(inspect: Value, digests: &HashMap<String, String>) -> MappedContainer {
+    let key = workload_key(&inspect);
     let labels = object_or_empty(inspect.pointer("/Config/Labels"));
-    let image_id = text(inspect, "/Image").map(String::from);
-    let image_ref = text(inspect, "/Config/Image").map(String::from);
+    let image_id = text(&inspect, "/Image").map(String::from);
+    let image_ref = text(&inspect, "/Config/Image").map(String::from);
     let image_digest = image_id
         .as_ref()
         .map(|id| digests.get(id).cloned().unwrap_or_else(|| id.clone()));
-    let spec = normalized_spec(inspect);
-    let mut raw = inspect.clone();
-    redact::docker_inspect(&mut raw);
+    let spec = normalized_spec(&inspect);
     let running = inspect
         .pointer("/State/Running")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let state = text(inspect, "/State/Status")
+    let state = text(&inspect, "/State/Status")
         .unwrap_or(if running { "running" } else { "unknown" })
         .to_string();
     let started_at = if running {
-        text(inspect, "/State/StartedAt").and_then(engine_time)
+        text(&inspect, "/State/StartedAt").and_then(engine_time)
     } else {
         None
     };
+    let external_id = text(&inspect, "/Id").unwrap_or_default().to_string();
+    let name = container_name(&inspect);
+    let restart_count = inspect
+        .get("RestartCount")
+        .and_then(Value::as_i64)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0);
+    let mut raw = inspect;
+    redact::docker_inspect(&mut raw);
+    let mut spec = spec;
+    spec["RawHash"] = Value::String(raw_hash(&raw));
+    let workload = WorkloadRecord {
+        key: key.clone(),
+        uid: None,
+        labels: labels.clone(),
+        annotations: json!({}),
+        declared: Some(spec.clone()),
+        images: image_ref.iter().cloned().collect(),
+    };
     let instance = InstanceRecord {
-        workload: key.clone(),
-        external_id: text(inspect, "/Id").unwrap_or_default().to_string(),
-        name: container_name(inspect),
+        workload: key,
+        external_id,
+        name,
         state,
         running,
-        image_ref: image_ref.clone(),
+        image_ref,
         image_digest,
         node: None,
-        labels: labels.clone(),
-        restart_count: inspect
-            .get("RestartCount")
-            .and_then(Value::as_i64)
-            .and_then(|n| i32::try_from(n).ok())
-            .unwrap_or(0),
-        spec: Some(spec.clone()),
+        labels,
+        restart_count,
+        spec: Some(spec),
         raw,
         started_at,
-    };
-    let workload = WorkloadRecord {
-        key,
-        uid: None,
-        labels,
-        annotations: json!({}),
-        declared: Some(spec),
-        images: image_ref.into_iter().collect(),
     };
     MappedContainer { workload, instance }
 }
 
-/// Maps containers, ordered so that for each workload the newest container's record comes last
-/// (the store keeps the last record of a key).
+/// Documents mapped per thread at least; smaller batches are mapped on the calling thread.
+const PARALLEL_CHUNK: usize = 512;
+
+/// Maps containers (on several threads for a large batch), ordered so that for each workload the
+/// newest container's record comes last (the store keeps the last record of a key). Documents
+/// without an id are skipped.
 pub fn map_containers(
-    inspects: &[Value],
+    inspects: Vec<Value>,
     digests: &HashMap<String, String>,
 ) -> Vec<MappedContainer> {
-    let mut mapped: Vec<(String, MappedContainer)> = inspects
-        .iter()
+    let map_one = |doc: Value| {
+        let created = text(&doc, "/Created")
+            .and_then(engine_time)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
+            .unwrap_or_default();
+        (created, map_container(doc, digests))
+    };
+    let inspects: Vec<Value> = inspects
+        .into_iter()
         .filter(|doc| text(doc, "/Id").is_some())
-        .map(|doc| {
-            let created = text(doc, "/Created")
-                .and_then(engine_time)
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
-                .unwrap_or_default();
-            (created, map_container(doc, digests))
-        })
         .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut mapped: Vec<(String, MappedContainer)> =
+        if threads < 2 || inspects.len() < 2 * PARALLEL_CHUNK {
+            inspects.into_iter().map(map_one).collect()
+        } else {
+            let per_thread = inspects.len().div_ceil(threads).max(PARALLEL_CHUNK);
+            let mut chunks: Vec<Vec<Value>> = Vec::new();
+            let mut rest = inspects.into_iter().peekable();
+            while rest.peek().is_some() {
+                chunks.push(rest.by_ref().take(per_thread).collect());
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .into_iter()
+                    .map(|chunk| {
+                        scope.spawn(move || chunk.into_iter().map(map_one).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|handle| handle.join().expect("mapping does not panic"))
+                    .collect()
+            })
+        };
     mapped.sort_by(|a, b| a.0.cmp(&b.0));
     mapped.into_iter().map(|(_, m)| m).collect()
 }
@@ -413,14 +456,11 @@ pub fn observe(instances: &[LiveInstance], reason: Option<String>) -> Option<Obs
 }
 
 /// Counts by kind for the source status.
-pub fn counts(containers: &[MappedContainer], images: usize) -> Value {
-    let mut workloads: BTreeMap<&WorkloadKey, ()> = BTreeMap::new();
-    for mapped in containers {
-        workloads.insert(&mapped.workload.key, ());
-    }
+pub fn counts(instances: &[InstanceRecord], images: usize) -> Value {
+    let workloads: BTreeSet<&WorkloadKey> = instances.iter().map(|i| &i.workload).collect();
     json!({
-        "containers": containers.len(),
-        "running": containers.iter().filter(|m| m.instance.running).count(),
+        "containers": instances.len(),
+        "running": instances.iter().filter(|i| i.running).count(),
         "workloads": workloads.len(),
         "images": images,
     })
@@ -454,7 +494,7 @@ mod tests {
         let doc = load("container-compose-running.json");
         let image_id = doc["Image"].as_str().unwrap().to_string();
         let digests = HashMap::from([(image_id, "sha256:repo".to_string())]);
-        let mapped = map_container(&doc, &digests);
+        let mapped = map_container(doc.clone(), &digests);
         let instance = &mapped.instance;
         assert!(instance.running);
         assert_eq!(instance.state, "running");
@@ -493,7 +533,7 @@ mod tests {
     #[test]
     fn a_created_privileged_container_is_not_running_and_says_so() {
         let doc = load("container-privileged-created.json");
-        let mapped = map_container(&doc, &HashMap::new());
+        let mapped = map_container(doc.clone(), &HashMap::new());
         assert!(!mapped.instance.running);
         assert_eq!(mapped.instance.state, "created");
         assert_eq!(mapped.instance.started_at, None);
