@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
 use super::map::{self, LiveInstance};
-use crate::inventory::{sources, store};
+use crate::inventory::{sources, store, WorkloadKey};
 use crate::lifecycle::store::{apply, Pending};
 use crate::lifecycle::{Observation, Transition};
 
@@ -128,7 +128,12 @@ pub async fn ingest_in(
         .into_iter()
         .filter_map(|row| row.raw_hash.map(|hash| (row.external_id, hash)))
         .collect();
-    let (unchanged, changed): (Vec<_>, Vec<_>) = instances.iter().partition(|instance| {
+    let counts = map::counts(&instances, images.len());
+    let keys: Vec<(String, WorkloadKey)> = instances
+        .iter()
+        .map(|i| (i.external_id.clone(), i.workload.clone()))
+        .collect();
+    let (unchanged, changed): (Vec<_>, Vec<_>) = instances.into_iter().partition(|instance| {
         let hash = instance
             .spec
             .as_ref()
@@ -137,7 +142,6 @@ pub async fn ingest_in(
         hash.is_some() && stored_hashes.get(&instance.external_id).map(String::as_str) == hash
     });
     let written = store::upsert_workloads(conn, source_id, &workloads).await?;
-    let changed: Vec<_> = changed.into_iter().cloned().collect();
     store::upsert_instances(conn, source_id, &changed, &written).await?;
     if !unchanged.is_empty() {
         let ids: Vec<String> = unchanged.iter().map(|i| i.external_id.clone()).collect();
@@ -176,11 +180,11 @@ pub async fn ingest_in(
     }
     // The reason of a workload: the reason of the last of its containers in this batch.
     let mut reasons: HashMap<i64, String> = HashMap::new();
-    for instance in &instances {
-        if let Some(w) = written.get(&instance.workload) {
+    for (external_id, key) in &keys {
+        if let Some(w) = written.get(key) {
             let reason = batch
                 .reasons
-                .get(&instance.external_id)
+                .get(external_id)
                 .cloned()
                 .unwrap_or_else(|| batch.reason.clone());
             reasons.insert(w.id, reason);
@@ -193,14 +197,13 @@ pub async fn ingest_in(
         insert_runtime_events(conn, source_id, &batch.runtime_events).await?;
     }
 
-    let counts = map::counts(&instances, images.len());
     if batch.full {
         sources::mark_resynced(&mut *conn, source_id, &counts).await?;
     } else {
         sources::mark_event(&mut *conn, source_id).await?;
     }
     Ok(Report {
-        containers: instances.len(),
+        containers: keys.len(),
         images: images.len(),
         removed: removed_count,
         transitions,
