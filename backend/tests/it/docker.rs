@@ -597,3 +597,21 @@ async fn a_renamed_container_moves_to_its_new_workload_and_the_old_one_retires(p
     assert_eq!(workload(&pool, "after").await.unwrap().1, "run");
     assert_eq!(workload(&pool, "before").await.unwrap().1, "retire");
 }
+
+#[tokio::test]
+async fn a_tls_endpoint_whose_certificate_files_are_not_pem_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(dir.path().join(name), "not a certificate").unwrap();
+    }
+    let endpoint = parse_docker_endpoint(
+        &format!("tcp://127.0.0.1:1?tls={}", dir.path().display()),
+        None,
+    );
+    assert!(endpoint.tls.is_some());
+    let err = harbormaster::collect::docker::connect(&endpoint)
+        .await
+        .expect_err("garbage certificates cannot connect");
+    let message = err.to_string();
+    assert!(message.contains("tcp://127.0.0.1:1"), "{message}");
+}
