@@ -31,6 +31,13 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Load Kubernetes YAML/JSON files (multi-document, `kind: List`, `kubectl get -o yaml|json`
+    /// output) into the inventory as the file source `import`.
+    Import {
+        /// Files to import.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<std::path::PathBuf>,
+    },
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -62,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
+        Command::Import { paths } => import(config, &paths).await,
     }
 }
 
@@ -88,4 +96,39 @@ async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
     database.close().await;
     println!("database is up to date ({applied} migrations applied)");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn import(config: Config, paths: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+    use crate::collect::import::Outcome;
+
+    let database = Database::open(&config, Role::Command)
+        .await
+        .context("opening the database for the import")?;
+    let report = crate::collect::import::import(&database.pool, paths).await;
+    database.close().await;
+    let report = report.context("writing the imported inventory")?;
+    for (path, err) in &report.unreadable {
+        println!("{}: cannot read: {err}", path.display());
+    }
+    for document in &report.documents {
+        match &document.outcome {
+            Outcome::Imported { .. } => {}
+            Outcome::Skipped(why) => println!("{}: skipped: {why}", document.location),
+            Outcome::Failed(why) => println!("{}: failed: {why}", document.location),
+        }
+    }
+    println!(
+        "imported {} objects ({} workloads, {} pods); {} skipped, {} failed, {} unreadable files",
+        report.imported(),
+        report.persisted.workloads,
+        report.persisted.instances,
+        report.skipped(),
+        report.failed(),
+        report.unreadable.len()
+    );
+    Ok(if report.is_failure() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

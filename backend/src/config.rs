@@ -16,6 +16,8 @@ use serde::Deserialize;
 pub const DEFAULT_CONFIG_FILE: &str = "harbormaster.toml";
 /// The default local Docker engine socket.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// The service account token a pod gets; its presence means "running in a cluster".
+pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// A value that must never reach a log line or a page.
 #[derive(Clone, PartialEq, Eq)]
@@ -285,8 +287,13 @@ pub struct Config {
     pub docker_reconcile_interval: Duration,
     /// How long a workload with no instance left waits before it is retired.
     pub retire_grace: Duration,
+    /// The kubeconfig to read clusters from: the configured one, else `~/.kube/config` when it
+    /// exists (and Harbormaster does not run in a pod).
     pub kubeconfig: Option<PathBuf>,
     pub kube_contexts: Vec<String>,
+    /// Running in a pod with a service account and no kubeconfig configured: collect the pod's
+    /// own cluster.
+    pub kube_in_cluster: bool,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -458,6 +465,13 @@ impl Config {
                 ));
             }
         }
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            && Path::new(IN_CLUSTER_TOKEN).is_file();
+        let kube_in_cluster = kubeconfig.is_none() && in_pod;
+        let kubeconfig = kubeconfig.or_else(|| {
+            let default = PathBuf::from(std::env::var_os("HOME")?).join(".kube/config");
+            (!in_pod && default.is_file()).then_some(default)
+        });
         let kube_contexts = match env(&KUBE_CONTEXTS) {
             Some(list) => split_list(&list),
             None => file.kubernetes.contexts.unwrap_or_default(),
@@ -479,6 +493,7 @@ impl Config {
             retire_grace,
             kubeconfig,
             kube_contexts,
+            kube_in_cluster,
             config_file,
         })
     }
@@ -515,6 +530,9 @@ impl Config {
             .expect("the test configuration is valid");
         // Tests that want a collector configure its endpoints themselves.
         config.docker_endpoints.clear();
+        // Tests choose their clusters; the developer's own ~/.kube/config is never collected.
+        config.kubeconfig = None;
+        config.kube_in_cluster = false;
         config
     }
 }

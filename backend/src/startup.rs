@@ -129,6 +129,7 @@ impl Application {
 /// fires and is awaited before the database closes.
 fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &CancellationToken) {
     crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
+    crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,8 +1,10 @@
-//! Collectors: raw engine and cluster APIs → the inventory. Each source runs as one supervised
-//! task that reconnects with [`Backoff`] and stops when its [`CancellationToken`] fires; a source
-//! that is down never holds up the others.
+//! Collectors: raw engine and cluster APIs → inventory records (pure mapping) → batched writes.
+//! Each source runs as one supervised task that reconnects with [`Backoff`] and stops when its
+//! [`CancellationToken`] fires; a source that is down never holds up the others.
 
 pub mod docker;
+pub mod import;
+pub mod kubernetes;
 
 use std::future::Future;
 use std::time::Duration;

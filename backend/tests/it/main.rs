@@ -2,6 +2,8 @@
 //! (`#[sqlx::test]`), and live tests against this machine's Docker engine and Chromium.
 
 mod common;
+mod console;
 mod docker;
 mod foundation;
 mod inventory;
+mod kubernetes;

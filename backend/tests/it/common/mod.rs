@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 
 use harbormaster::config::Config;
