@@ -115,6 +115,25 @@ const DB_MAX_CONNECTIONS: Setting = Setting::new(
 const LOG_FORMAT: Setting = Setting::new(None, Some("HARBORMASTER_LOG_FORMAT"), "log_format");
 const PG_BIN_DIR: Setting = Setting::new(None, Some("HARBORMASTER_PG_BIN"), "pg_bin_dir");
 const DOCKER: Setting = Setting::new(None, Some("HARBORMASTER_DOCKER"), "docker.endpoints");
+const DOCKER_TLS_CA: Setting =
+    Setting::new(None, Some("HARBORMASTER_DOCKER_TLS_CA"), "docker.tls_ca");
+const DOCKER_TLS_CERT: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_DOCKER_TLS_CERT"),
+    "docker.tls_cert",
+);
+const DOCKER_TLS_KEY: Setting =
+    Setting::new(None, Some("HARBORMASTER_DOCKER_TLS_KEY"), "docker.tls_key");
+const DOCKER_RECONCILE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_DOCKER_RECONCILE_SECS"),
+    "docker.reconcile_secs",
+);
+const RETIRE_GRACE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_RETIRE_GRACE_SECS"),
+    "retire_grace_secs",
+);
 const KUBECONFIG: Setting = Setting::new(
     None,
     Some("HARBORMASTER_KUBECONFIG"),
@@ -170,6 +189,7 @@ pub struct FileConfig {
     pub db_max_connections: Option<u32>,
     pub log_format: Option<String>,
     pub pg_bin_dir: Option<String>,
+    pub retire_grace_secs: Option<u64>,
     #[serde(default)]
     pub docker: FileDocker,
     #[serde(default)]
@@ -180,6 +200,47 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileDocker {
     pub endpoints: Option<Vec<String>>,
+    pub tls_ca: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub reconcile_secs: Option<u64>,
+}
+
+/// TLS client files for a `tcp://` Docker engine: the CA that signed the engine's certificate and
+/// the client certificate and key the engine expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl DockerTls {
+    /// The Docker CLI's layout: `ca.pem`, `cert.pem` and `key.pem` in one directory.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
+
+    fn missing(&self) -> Option<&Path> {
+        [&self.ca, &self.cert, &self.key]
+            .into_iter()
+            .find(|path| !path.is_file())
+            .map(PathBuf::as_path)
+    }
+}
+
+/// A Docker endpoint as configured: `unix:///path`, or `tcp://HOST:PORT` with an optional
+/// `?tls=/dir` holding `ca.pem`, `cert.pem` and `key.pem`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerEndpoint {
+    /// The address without the query (also the source's name).
+    pub address: String,
+    /// TLS client files; `None` for a unix socket or a plain-HTTP tcp endpoint.
+    pub tls: Option<DockerTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +281,12 @@ pub struct Config {
     /// Docker engine endpoints (`unix://…`, `tcp://…`); empty when none is configured and the
     /// local socket does not exist.
     pub docker_endpoints: Vec<String>,
+    /// TLS client files applied to every `tcp://` endpoint without its own `?tls=`.
+    pub docker_tls: Option<DockerTls>,
+    /// How often each Docker engine is fully re-listed besides its event stream.
+    pub docker_reconcile_interval: Duration,
+    /// How long a workload with no instance left waits before it is retired.
+    pub retire_grace: Duration,
     /// The kubeconfig to read clusters from: the configured one, else `~/.kube/config` when it
     /// exists (and Harbormaster does not run in a pod).
     pub kubeconfig: Option<PathBuf>,
@@ -336,6 +403,56 @@ impl Config {
         for endpoint in &docker_endpoints {
             validate_docker_endpoint(endpoint)?;
         }
+        let tls_parts = [
+            (&DOCKER_TLS_CA, env(&DOCKER_TLS_CA).or(file.docker.tls_ca)),
+            (
+                &DOCKER_TLS_CERT,
+                env(&DOCKER_TLS_CERT).or(file.docker.tls_cert),
+            ),
+            (
+                &DOCKER_TLS_KEY,
+                env(&DOCKER_TLS_KEY).or(file.docker.tls_key),
+            ),
+        ];
+        let docker_tls = if tls_parts.iter().all(|(_, value)| value.is_none()) {
+            None
+        } else {
+            let mut paths = Vec::new();
+            for (setting, value) in &tls_parts {
+                let Some(value) = value else {
+                    return Err(ConfigError::new(
+                        setting,
+                        "is missing: the Docker TLS CA, certificate and key are set together",
+                    ));
+                };
+                let path = PathBuf::from(value.trim());
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        setting,
+                        format!("{} does not exist or is not a file", path.display()),
+                    ));
+                }
+                paths.push(path);
+            }
+            let key = paths.pop().expect("three paths");
+            let cert = paths.pop().expect("three paths");
+            let ca = paths.pop().expect("three paths");
+            Some(DockerTls { ca, cert, key })
+        };
+        let docker_reconcile_interval = Duration::from_secs(number(
+            &DOCKER_RECONCILE,
+            env(&DOCKER_RECONCILE),
+            file.docker.reconcile_secs,
+            300,
+            5..=86_400,
+        )?);
+        let retire_grace = Duration::from_secs(number(
+            &RETIRE_GRACE,
+            env(&RETIRE_GRACE),
+            file.retire_grace_secs,
+            600,
+            0..=30 * 86_400,
+        )?);
 
         let kubeconfig = env(&KUBECONFIG)
             .or(file.kubernetes.kubeconfig)
@@ -371,11 +488,22 @@ impl Config {
             log_format,
             pg_bin_dir,
             docker_endpoints,
+            docker_tls,
+            docker_reconcile_interval,
+            retire_grace,
             kubeconfig,
             kube_contexts,
             kube_in_cluster,
             config_file,
         })
+    }
+
+    /// The Docker endpoints with their TLS files resolved (`?tls=` wins over the global files).
+    pub fn docker_endpoints(&self) -> Vec<DockerEndpoint> {
+        self.docker_endpoints
+            .iter()
+            .map(|endpoint| parse_docker_endpoint(endpoint, self.docker_tls.as_ref()))
+            .collect()
     }
 
     /// The database location with any password removed, for logs and pages.
@@ -389,7 +517,8 @@ impl Config {
         }
     }
 
-    /// A configuration for tests: embedded database settings off, everything else default.
+    /// A configuration for tests: embedded database settings off, no collectors, everything else
+    /// default.
     pub fn for_tests(database_url: &str) -> Self {
         let raw = RawSettings {
             database_url: Some(database_url.to_string()),
@@ -399,6 +528,8 @@ impl Config {
         };
         let mut config = Self::from_parts(&raw, FileConfig::default(), None, &|_| None)
             .expect("the test configuration is valid");
+        // Tests that want a collector configure its endpoints themselves.
+        config.docker_endpoints.clear();
         // Tests choose their clusters; the developer's own ~/.kube/config is never collected.
         config.kubeconfig = None;
         config.kube_in_cluster = false;
@@ -502,7 +633,51 @@ fn validate_public_url(url: &str) -> Result<String, ConfigError> {
     Ok(url.to_string())
 }
 
+/// Splits `tcp://host:port?tls=/dir` into the address and its TLS files.
+pub fn parse_docker_endpoint(endpoint: &str, default_tls: Option<&DockerTls>) -> DockerEndpoint {
+    let (address, query) = endpoint.split_once('?').unwrap_or((endpoint, ""));
+    let own_tls = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("tls="))
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| DockerTls::in_dir(Path::new(dir)));
+    let tls = if address.starts_with("unix://") {
+        None
+    } else {
+        own_tls.or_else(|| default_tls.cloned())
+    };
+    DockerEndpoint {
+        address: address.to_string(),
+        tls,
+    }
+}
+
 fn validate_docker_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    let (address, query) = endpoint.split_once('?').unwrap_or((endpoint, ""));
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("tls", dir)) if !dir.is_empty() => {
+                if let Some(missing) = DockerTls::in_dir(Path::new(dir)).missing() {
+                    return Err(ConfigError::new(
+                        &DOCKER,
+                        format!(
+                            "'{endpoint}': {} does not exist (tls= names a directory with ca.pem, cert.pem and key.pem)",
+                            missing.display()
+                        ),
+                    ));
+                }
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    &DOCKER,
+                    format!(
+                        "'{endpoint}': unknown option '{pair}'; the only option is tls=/directory"
+                    ),
+                ))
+            }
+        }
+    }
+    let endpoint = address;
     let ok = endpoint
         .strip_prefix("unix://")
         .map(|path| path.starts_with('/'))
@@ -671,6 +846,69 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("HARBORMASTER_DOCKER"));
+    }
+
+    #[test]
+    fn docker_tls_comes_from_the_endpoint_or_the_global_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let endpoint = format!("tcp://10.0.0.5:2376?tls={}", dir.path().display());
+        let config = load(
+            &raw(),
+            FileConfig::default(),
+            &[
+                (
+                    "HARBORMASTER_DOCKER",
+                    &format!("{endpoint},tcp://10.0.0.6:2376"),
+                ),
+                ("HARBORMASTER_DOCKER_TLS_CA", &path("ca.pem")),
+                ("HARBORMASTER_DOCKER_TLS_CERT", &path("cert.pem")),
+                ("HARBORMASTER_DOCKER_TLS_KEY", &path("key.pem")),
+            ],
+        )
+        .unwrap();
+        let endpoints = config.docker_endpoints();
+        assert_eq!(endpoints[0].address, "tcp://10.0.0.5:2376");
+        assert_eq!(endpoints[0].tls, Some(DockerTls::in_dir(dir.path())));
+        assert_eq!(
+            endpoints[1].tls.as_ref().unwrap().key,
+            dir.path().join("key.pem")
+        );
+
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_DOCKER", "tcp://h:2376?tls=/nowhere")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nowhere/ca.pem"), "{err}");
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_DOCKER_TLS_CA", &path("ca.pem"))],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HARBORMASTER_DOCKER_TLS_CERT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_retire_grace_defaults_to_ten_minutes_and_is_checked() {
+        let config = load(&raw(), FileConfig::default(), &[]).unwrap();
+        assert_eq!(config.retire_grace, Duration::from_secs(600));
+        assert_eq!(config.docker_reconcile_interval, Duration::from_secs(300));
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_RETIRE_GRACE_SECS", "later")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("HARBORMASTER_RETIRE_GRACE_SECS"));
     }
 
     #[test]

@@ -128,6 +128,7 @@ impl Application {
 /// Starts the supervised background loops (collectors, schedulers); each stops when `cancel`
 /// fires and is awaited before the database closes.
 fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &CancellationToken) {
+    crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
 }
 

@@ -45,9 +45,9 @@ pub async fn upsert_workloads(
         kinds.push(key.kind.clone());
         names.push(key.name.clone());
         uids.push(record.uid.clone());
-        labels.push(record.labels.clone());
-        annotations.push(record.annotations.clone());
-        declared.push(record.declared.clone().unwrap_or(Value::Null));
+        labels.push(&record.labels);
+        annotations.push(&record.annotations);
+        declared.push(record.declared.as_ref().unwrap_or(&Value::Null));
         images.push(json_list(&record.images));
     }
     let rows = sqlx::query!(
@@ -73,9 +73,9 @@ pub async fn upsert_workloads(
         &kinds,
         &names,
         &uids as &[Option<String>],
-        &labels,
-        &annotations,
-        &declared,
+        &labels as &[&Value],
+        &annotations as &[&Value],
+        &declared as &[&Value],
         &images,
     )
     .fetch_all(&mut *conn)
@@ -144,10 +144,11 @@ pub async fn upsert_instances(
         image_refs.push(record.image_ref.clone());
         image_digests.push(record.image_digest.clone());
         nodes.push(record.node.clone());
-        labels.push(record.labels.clone());
+        // The documents are large: borrowed, not copied.
+        labels.push(&record.labels);
         restarts.push(record.restart_count);
-        specs.push(record.spec.clone().unwrap_or(Value::Null));
-        raws.push(record.raw.clone());
+        specs.push(record.spec.as_ref().unwrap_or(&Value::Null));
+        raws.push(&record.raw);
         started.push(record.started_at);
     }
     sqlx::query!(
@@ -186,10 +187,10 @@ pub async fn upsert_instances(
         &image_refs as &[Option<String>],
         &image_digests as &[Option<String>],
         &nodes as &[Option<String>],
-        &labels,
+        &labels as &[&Value],
         &restarts,
-        &specs,
-        &raws,
+        &specs as &[&Value],
+        &raws as &[&Value],
         &started as &[Option<chrono::DateTime<chrono::Utc>>],
     )
     .execute(&mut *conn)

@@ -6,9 +6,12 @@ pub mod assets;
 pub mod checks;
 pub mod error;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod overview;
 pub mod page;
+pub mod sources;
+pub mod workloads;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,7 +65,9 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .merge(metrics::router())
         .merge(assets::router())
         .merge(checks::router())
-        .merge(overview::router());
+        .merge(overview::router())
+        .merge(sources::router())
+        .merge(workloads::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

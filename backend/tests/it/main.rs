@@ -3,6 +3,7 @@
 
 mod common;
 mod console;
+mod docker;
 mod foundation;
 mod inventory;
 mod kubernetes;
