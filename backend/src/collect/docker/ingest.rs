@@ -10,9 +10,12 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
 use super::map::{self, LiveInstance};
+use crate::findings::{self, Evaluated, Evaluation};
 use crate::inventory::{sources, store, WorkloadKey};
 use crate::lifecycle::store::{apply, Pending};
+use crate::lifecycle::Stage;
 use crate::lifecycle::{Observation, Transition};
+use crate::posture::{Context, ImageFacts};
 
 /// A runtime event to append (an exec session in a container).
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +102,27 @@ pub async fn ingest_in(
         .await?;
         digests.extend(rows.into_iter().map(|row| (row.image_id, row.digest)));
     }
+
+    // Posture: each container evaluated from its un-redacted document (the secret checks need
+    // the values; findings keep only names), keyed by container id until its workload is known.
+    let image_facts: HashMap<String, ImageFacts> = batch
+        .images
+        .iter()
+        .filter_map(ImageFacts::from_inspect)
+        .map(|facts| (facts.id.clone(), facts))
+        .collect();
+    let ctx = Context {
+        images: (!image_facts.is_empty()).then_some(&image_facts),
+        ..Context::default()
+    };
+    let evaluated: Vec<(String, Evaluated)> = batch
+        .containers
+        .iter()
+        .filter_map(|doc| {
+            let id = doc.get("Id").and_then(Value::as_str)?;
+            Some((id.to_string(), findings::evaluate_docker(doc, &ctx)?))
+        })
+        .collect();
 
     let containers = batch.containers;
     let mapped = if containers.len() > 64 {
@@ -192,6 +216,23 @@ pub async fn ingest_in(
     }
     let mut transitions = apply_lifecycle(conn, &touched, &new, &reasons, &batch.reason).await?;
     transitions.extend(retire_expired(conn, source_id, grace).await?);
+
+    let key_of: HashMap<&str, &WorkloadKey> =
+        keys.iter().map(|(id, key)| (id.as_str(), key)).collect();
+    let evaluations: Vec<Evaluation> = evaluated
+        .into_iter()
+        .filter_map(|(id, evaluated)| {
+            let workload = written.get(*key_of.get(id.as_str())?)?;
+            Some(evaluated.for_workload(workload.id))
+        })
+        .collect();
+    findings::store::sync_findings(conn, &evaluations).await?;
+    let retired: Vec<i64> = transitions
+        .iter()
+        .filter(|(_, t)| t.to == Stage::Retire)
+        .map(|(id, _)| *id)
+        .collect();
+    findings::store::close_retired(conn, &retired).await?;
 
     if !batch.runtime_events.is_empty() {
         insert_runtime_events(conn, source_id, &batch.runtime_events).await?;

@@ -216,6 +216,10 @@ pub struct MappedWorkload {
     pub observation: Observation,
     /// Changes whenever the controller, one of its ReplicaSets / Jobs or one of its Pods does.
     pub fingerprint: u64,
+    /// The object the posture checks evaluate: the declared controller (or the bare Pod; the
+    /// first pod when no controller is known), NOT redacted (the secret checks read values).
+    /// Never stored: only what the checks report (names, pointers) is.
+    pub posture_object: Option<Value>,
 }
 
 /// Every workload of a cluster, by identity.
@@ -707,6 +711,10 @@ fn map_workload(key: &WorkloadKey, mut members: Members<'_>) -> MappedWorkload {
         },
         instances,
         fingerprint: hasher.finish(),
+        posture_object: members
+            .controller
+            .or_else(|| members.pods.first().copied())
+            .cloned(),
     }
 }
 
