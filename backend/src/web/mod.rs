@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod checks;
 pub mod error;
+pub mod findings;
 pub mod health;
 pub mod json;
 pub mod metrics;
@@ -67,7 +68,8 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .merge(checks::router())
         .merge(overview::router())
         .merge(sources::router())
-        .merge(workloads::router());
+        .merge(workloads::router())
+        .merge(findings::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }
