@@ -4,6 +4,7 @@
 mod common;
 mod console;
 mod docker;
+mod findings;
 mod foundation;
 mod inventory;
 mod kubernetes;
