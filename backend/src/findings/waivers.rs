@@ -146,7 +146,7 @@ pub async fn create(
     )
     .fetch_one(pool)
     .await?;
-    Ok(get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))?)
+    get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))
 }
 
 /// Approves (`approve = true`) or rejects a requested waiver; approval applies it at once.
@@ -193,7 +193,7 @@ pub async fn decide(
         refresh_scores(&mut tx, &workloads).await?;
     }
     tx.commit().await?;
-    Ok(get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))?)
+    get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))
 }
 
 /// Revokes an approved waiver: its findings count again.
@@ -220,7 +220,7 @@ pub async fn revoke(pool: &PgPool, id: i64, now: DateTime<Utc>) -> Result<Waiver
     apply_waivers(&mut tx, &workloads, now).await?;
     refresh_scores(&mut tx, &workloads).await?;
     tx.commit().await?;
-    Ok(get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))?)
+    get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))
 }
 
 /// The live workloads whose open findings these waivers may cover (or did).
