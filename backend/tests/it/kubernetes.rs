@@ -616,7 +616,7 @@ async fn the_import_command_prints_a_summary_and_fails_only_when_nothing_was_imp
     assert!(docker.status.success(), "docker inspect output is imported");
     let only_services = std::env::temp_dir().join(format!("hm-import-{}.yaml", std::process::id()));
     std::fs::write(&only_services, "kind: Service\nmetadata: {name: s}\n").unwrap();
-    let nothing = run(&[only_services.clone()]);
+    let nothing = run(std::slice::from_ref(&only_services));
     let _ = std::fs::remove_file(&only_services);
     assert!(!nothing.status.success(), "nothing importable is a failure");
     let missing = run(&[data("manifests.yaml"), data("no-such-file.yaml")]);
