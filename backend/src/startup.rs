@@ -32,6 +32,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = Database::open(&config, Role::Server).await?;
         let pool = database.pool.clone();
+        // No user yet: print the one-time link that creates the first admin.
+        crate::auth::setup::announce_if_needed(&pool, &config.public_url)
+            .await
+            .context("checking for a first user")?;
         Self::assemble(config, pool, Some(database)).await
     }
 
@@ -51,6 +55,8 @@ impl Application {
                 config.bind
             )
         })?;
+        // The first sign-in with an unknown name should not pay for this.
+        tokio::task::spawn_blocking(crate::auth::password::warm_up);
         let cancel = CancellationToken::new();
         let state = AppState::new(Arc::new(config), pool, cancel.clone());
         Ok(Self {

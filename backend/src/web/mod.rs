@@ -2,7 +2,9 @@
 //! goes through. Each area owns its routes in its own module (`fn router() -> Router<AppState>`);
 //! this module merges them and adds the layers once.
 
+pub mod access;
 pub mod assets;
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -25,6 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+pub use access::{RequireRole, RoutePolicy};
 pub use error::WebError;
 
 /// What every handler can reach.
@@ -54,13 +57,27 @@ impl AppState {
 /// elsewhere, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The route table: who may call each route of every area (see [`crate::auth`]). Every route
+/// belongs here; a mutating route that is missing is refused.
+pub fn route_policies() -> Vec<RoutePolicy> {
+    [
+        health::POLICIES,
+        metrics::POLICIES,
+        assets::POLICIES,
+        overview::POLICIES,
+        auth::POLICIES,
+    ]
+    .concat()
+}
+
 /// The whole application: every area's routes, the fallback and the layers.
 pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let mut routes = Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(assets::router())
-        .merge(overview::router());
+        .merge(overview::router())
+        .merge(auth::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }
@@ -71,6 +88,11 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     // whole service, the fallback included.
     let routes = routes
         .fallback(error::not_found)
+        // Authentication sees the matched route (the route table is keyed by it).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::record,
