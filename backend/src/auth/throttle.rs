@@ -23,9 +23,14 @@ pub struct Throttled {
 }
 
 impl Throttled {
+    /// Whole seconds to wait, rounded up (at least 1), for `Retry-After`.
+    pub fn seconds(&self) -> u64 {
+        (self.retry_after.as_secs_f64().ceil() as u64).max(1)
+    }
+
     /// Whole minutes to wait, rounded up (at least 1).
     pub fn minutes(&self) -> u64 {
-        self.retry_after.as_secs().div_ceil(60).max(1)
+        self.seconds().div_ceil(60)
     }
 
     pub fn message(&self) -> String {

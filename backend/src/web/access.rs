@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
-use std::sync::LazyLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -68,21 +68,48 @@ impl RoutePolicy {
 }
 
 /// The route table, indexed.
-struct Table {
+pub struct RouteTable {
     by_route: HashMap<(Method, &'static str), Access>,
     paths: HashSet<&'static str>,
 }
 
-static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let policies = super::route_policies();
-    Table {
-        paths: policies.iter().map(|policy| policy.path).collect(),
-        by_route: policies
-            .into_iter()
-            .map(|policy| ((policy.method, policy.path), policy.access))
-            .collect(),
+impl RouteTable {
+    pub fn new(policies: Vec<RoutePolicy>) -> Self {
+        Self {
+            paths: policies.iter().map(|policy| policy.path).collect(),
+            by_route: policies
+                .into_iter()
+                .map(|policy| ((policy.method, policy.path), policy.access))
+                .collect(),
+        }
     }
-});
+
+    fn decide(&self, method: &Method, route: Option<&str>) -> Decision {
+        let Some(route) = route else {
+            // The fallback (no route matched): a 404 for any signed-in person.
+            return Decision::Require(Role::Viewer);
+        };
+        let lookup = if method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        match self.by_route.get(&(lookup, route)) {
+            Some(Access::Public) => Decision::Public,
+            Some(Access::AtLeast(role)) => Decision::Require(*role),
+            None if !is_mutation(method) => Decision::Require(Role::Viewer),
+            None if self.paths.contains(route) => Decision::MethodNotAllowed,
+            None => Decision::NoPolicy,
+        }
+    }
+}
+
+/// What the authentication middleware needs: the application state and the route table.
+#[derive(Clone)]
+pub struct AccessState {
+    pub app: AppState,
+    pub table: Arc<RouteTable>,
+}
 
 /// What the route table says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,25 +120,6 @@ enum Decision {
     NoPolicy,
     /// The path is in the table, but not with this method.
     MethodNotAllowed,
-}
-
-fn decide(method: &Method, route: Option<&str>) -> Decision {
-    let Some(route) = route else {
-        // The fallback (no route matched): a 404 for any signed-in person.
-        return Decision::Require(Role::Viewer);
-    };
-    let lookup = if method == Method::HEAD {
-        Method::GET
-    } else {
-        method.clone()
-    };
-    match TABLE.by_route.get(&(lookup, route)) {
-        Some(Access::Public) => Decision::Public,
-        Some(Access::AtLeast(role)) => Decision::Require(*role),
-        None if !is_mutation(method) => Decision::Require(Role::Viewer),
-        None if TABLE.paths.contains(route) => Decision::MethodNotAllowed,
-        None => Decision::NoPolicy,
-    }
 }
 
 /// Whether a method changes state; these need a role from the table, a CSRF token (cookies)
@@ -564,10 +572,11 @@ async fn audit_denial(
 
 /// The middleware in front of every route (see [`crate::auth`] for the rules it applies).
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(access): State<AccessState>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let state = &access.app;
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let route = request
@@ -582,7 +591,7 @@ pub async fn authenticate(
     request.extensions_mut().insert(ClientAddr(addr));
     let secure = state.config.serves_tls();
 
-    let decision = decide(&method, route.as_deref());
+    let decision = access.table.decide(&method, route.as_deref());
     if decision == Decision::Public {
         if is_mutation(&method) {
             if let Some(reason) = cross_site_reason(request.headers(), &state.config.public_url) {
@@ -595,7 +604,7 @@ pub async fn authenticate(
         return next.run(request).await;
     }
 
-    let principal = match resolve(&state, request.headers(), addr).await {
+    let principal = match resolve(state, request.headers(), addr).await {
         Ok(Resolved::Principal(principal)) => principal,
         Ok(Resolved::BadToken) => {
             let mut response = WebError::Unauthorized.into_response();
@@ -642,7 +651,7 @@ pub async fn authenticate(
                 %method, route,
                 "a mutating route has no entry in web::route_policies(); refusing it"
             );
-            audit_denial(&state, &principal, &method, &path, "no access policy", None).await;
+            audit_denial(state, &principal, &method, &path, "no access policy", None).await;
             return WebError::Forbidden(format!(
                 "{method} {route} has no access policy: add a RoutePolicy for it to its area's POLICIES (see web::route_policies)"
             ))
@@ -658,7 +667,7 @@ pub async fn authenticate(
     };
     if let Some(denied) = denied {
         audit_denial(
-            &state,
+            state,
             &principal,
             &method,
             &path,
@@ -672,7 +681,7 @@ pub async fn authenticate(
     let mutation = is_mutation(&method);
     if mutation && principal.kind == PrincipalKind::Session {
         if let Some(reason) = cross_site_reason(request.headers(), &state.config.public_url) {
-            audit_denial(&state, &principal, &method, &path, &reason, None).await;
+            audit_denial(state, &principal, &method, &path, &reason, None).await;
             return WebError::Forbidden(format!(
                 "refused {reason}: submit the form from this console"
             ))
@@ -690,7 +699,7 @@ pub async fn authenticate(
         });
         if !valid {
             audit_denial(
-                &state,
+                state,
                 &principal,
                 &method,
                 &path,

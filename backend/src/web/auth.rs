@@ -206,10 +206,9 @@ async fn post_login(
         Err(LoginError::Db(err)) => Err(err.into()),
         Err(err) => {
             let (status, retry_after) = match &err {
-                LoginError::Throttled(throttled) => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some(throttled.retry_after.as_secs().max(1)),
-                ),
+                LoginError::Throttled(throttled) => {
+                    (StatusCode::TOO_MANY_REQUESTS, Some(throttled.seconds()))
+                }
                 _ => (StatusCode::UNAUTHORIZED, None),
             };
             let page = render(&LoginPage {

@@ -70,8 +70,13 @@ pub fn route_policies() -> Vec<RoutePolicy> {
     .concat()
 }
 
-/// The whole application: every area's routes, the fallback and the layers.
-pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
+/// The whole application: every area's routes, the fallback and the layers. `extra` routes
+/// (tests) are merged beside the areas' and `extra_policies` added to the route table.
+pub fn router(
+    state: AppState,
+    extra: Option<Router<AppState>>,
+    extra_policies: Vec<RoutePolicy>,
+) -> Router {
     let mut routes = Router::new()
         .merge(health::router())
         .merge(metrics::router())
@@ -90,7 +95,12 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .fallback(error::not_found)
         // Authentication sees the matched route (the route table is keyed by it).
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            access::AccessState {
+                app: state.clone(),
+                table: Arc::new(access::RouteTable::new(
+                    [route_policies(), extra_policies].concat(),
+                )),
+            },
             access::authenticate,
         ))
         .layer(axum::middleware::from_fn_with_state(
