@@ -138,13 +138,16 @@ async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
 
 /// Who a command acts as in the audit log, with the operating-system user that ran it.
 fn cli_details(extra: serde_json::Value) -> serde_json::Value {
-    let mut details = serde_json::json!({
-        "os_user": std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default(),
-    });
-    if let (Some(details), serde_json::Value::Object(extra)) = (details.as_object_mut(), extra) {
+    let mut details = serde_json::Map::new();
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        if !user.is_empty() {
+            details.insert("os_user".into(), user.into());
+        }
+    }
+    if let serde_json::Value::Object(extra) = extra {
         details.extend(extra);
     }
-    details
+    serde_json::Value::Object(details)
 }
 
 /// The password piped to standard input, without its trailing newline.

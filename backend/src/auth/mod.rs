@@ -9,7 +9,7 @@
 //!
 //! | role        | may                                                                  |
 //! |-------------|----------------------------------------------------------------------|
-//! | `viewer`    | read everything (every `GET`), and self-service actions such as acknowledging |
+//! | `viewer`    | read everything (every `GET`), and self-service actions the table allows them |
 //! | `responder` | incidents (isolate / restore), waiver requests                       |
 //! | `admin`     | users, tokens, teams, rules, sources, waiver approval, the audit log |
 //! | `ci`        | `POST /api/v1/events/*` and nothing else (an admin may call those too) |
@@ -20,24 +20,32 @@
 //!
 //! 1. It resolves the `hm_session` cookie or an `Authorization: Bearer hm_…` header into a
 //!    [`Principal`] (id, name, role, kind `Session | Token`, client address) and puts it in the
-//!    request extensions. Without one: `401` JSON under `/api/` and for `/metrics`, a `303`
-//!    redirect to `/login?next=<path>` for pages.
+//!    request extensions. Without one: `401` (JSON under `/api/`) for `/api/*` and `/metrics`, a
+//!    `303` redirect to `/login?next=<path>` for pages. A bad bearer token is a `401`, never a
+//!    fall-back to the cookie. Public routes (`Access::Public`) skip this step.
 //! 2. It looks the matched route up in **the route table**, `crate::web::route_policies()`: each
 //!    area module declares `pub const POLICIES: &[RoutePolicy]` next to its `router()`, and
 //!    `web::route_policies` concatenates them. A `GET`/`HEAD` route missing from the table is
 //!    open to every signed-in human (viewer and up); **a mutating route missing from the table
 //!    is refused** (fail closed, `403 … has no access policy`), so a forgotten entry shows up in
-//!    the first test that calls it. The integration test `auth::every_route_answers_…` walks the
-//!    whole table as anonymous and as every role.
+//!    the first test that calls it; a path in the table called with an unlisted method is a
+//!    `405`. The integration test `auth::every_route_answers_…` walks the whole table as a
+//!    stranger, as every role's session and as every role's token, and checks the CSP header on
+//!    each answer: adding a route to the table is all it takes to have it tested.
+//!    A `ci` principal is refused everywhere except `POST /api/v1/events/*`, whatever the table
+//!    says. A refusal (403) is written to the audit log as `access.denied`.
 //! 3. For cookie-authenticated `POST`/`PUT`/`PATCH`/`DELETE` it checks the per-session CSRF token
 //!    (form field `csrf` — urlencoded or multipart — or header `x-csrf-token`) and refuses a
-//!    cross-site `Origin` / `Sec-Fetch-Site: cross-site`. Bearer-token requests are exempt.
+//!    cross-site request (`Sec-Fetch-Site` other than `same-origin`/`none`, or an `Origin` that
+//!    is neither the request's `Host` nor `HARBORMASTER_PUBLIC_URL`). Bearer-token requests are
+//!    exempt. Public mutating routes (the sign-in form) get the cross-site check only.
 //! 4. It counts the audit rows the handler writes (see below); a successful mutation that wrote
 //!    none still gets a generic `http.mutation` row, with a warning in the log.
 //!
 //! Declaring a route (in `web/<area>.rs`):
 //!
 //! ```ignore
+//! use axum::http::Method;
 //! use crate::auth::Role;
 //! use crate::web::access::{Admin, RequireRole, Responder, RoutePolicy};
 //!
@@ -55,7 +63,7 @@
 //! ```ignore
 //! async fn isolate_incident(
 //!     State(state): State<AppState>,
-//!     RequireRole(principal, ..): RequireRole<Responder>, // or Admin, Viewer, Ci
+//!     RequireRole { principal, .. }: RequireRole<Responder>, // or Admin, Viewer, Ci
 //!     Path(id): Path<i64>,
 //! ) -> Result<impl IntoResponse, WebError> {
 //!     // … do it, then:
@@ -66,8 +74,9 @@
 //!
 //! Or take `principal: Principal` (any signed-in principal) and check inside:
 //! `principal.require(Role::Responder)?` (the error converts into `WebError::Forbidden` with a
-//! message naming the role needed). `Option<Principal>` works on public routes. `ClientAddr` is
-//! an extractor for the client address alone.
+//! message naming the role needed; `principal.can(role)` is the boolean form). On public routes
+//! no principal is resolved. `ClientAddr(Option<IpAddr>)` is an extractor for the client address
+//! alone. `AuthError` and `AccessDenied` convert into `WebError` with `?`.
 //!
 //! # The audit log
 //!
@@ -91,7 +100,22 @@
 //! signed-in user, the CSRF token and the role-aware navigation; set the title with
 //! `ctx.titled("Workloads").active("/workloads")`. `PageContext::new(title)` stays for pages
 //! without a request (anonymous). Every form that mutates carries
-//! `<input type="hidden" name="csrf" value="{{ ctx.csrf }}">`.
+//! `<input type="hidden" name="csrf" value="{{ ctx.csrf }}">`; scripts send the same value in an
+//! `x-csrf-token` header. `ctx.user` (`Option<PageUser { name, role }>`) and `ctx.can(role)`
+//! let a template hide what the viewer may not do (the server checks again on submit).
+//! `page::NAV` is for everyone, `page::ADMIN_NAV` is shown to admins only.
+//!
+//! # Tests (backend/tests/it/common)
+//!
+//! `app.login_as(Role::Responder).await` creates a user and signs in through the real form,
+//! returning a `Browser` (`client`, `name`, `password`, `role`, `csrf`) whose `get`,
+//! `post_form(path, &[(k, v)])` (adds the `csrf` field), `post_json(path, &json)` and
+//! `request(method, path)` (add the `x-csrf-token` header) behave like the console.
+//! `app.bearer_token(Role::Ci).await` returns a token's secret and `app.token_client(&secret)` a
+//! client that sends it. `app.audit_rows().await` lists `(action, target, outcome)`, and
+//! `app.assert_mutations_audited().await` fails if any mutation fell back to the generic
+//! `http.mutation` row. `TestApp::spawn_with_policies(pool, config, Some(routes), policies)` adds
+//! instrumented routes together with their route-table entries.
 
 pub mod audit;
 pub mod login;

@@ -253,7 +253,7 @@ impl RequiredRole for Ci {
 /// a message naming the role otherwise (`401` when nobody is signed in).
 ///
 /// ```ignore
-/// async fn create_team(RequireRole { principal, .. }: RequireRole<Admin>, …)
+/// async fn create_team(RequireRole { principal, .. }: RequireRole<Admin>) { }
 /// ```
 pub struct RequireRole<R: RequiredRole> {
     pub principal: Principal,
