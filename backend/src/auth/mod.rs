@@ -188,7 +188,8 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so that `{:<10}` lines up the CLI's tables.
+        f.pad(self.as_str())
     }
 }
 
@@ -367,6 +368,11 @@ mod tests {
         assert!(Role::Ci.satisfies(Role::Ci));
         assert!(Role::Admin.satisfies(Role::Ci));
         assert!(!Role::Responder.satisfies(Role::Ci));
+    }
+
+    #[test]
+    fn roles_display_padded_for_tables() {
+        assert_eq!(format!("[{:<6}]", Role::Ci), "[ci    ]");
     }
 
     #[test]
