@@ -179,7 +179,11 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.settings)?;
-    telemetry::init(config.log_format);
+    let filter = match cli.command {
+        Command::Serve => telemetry::SERVER_FILTER,
+        _ => telemetry::COMMAND_FILTER,
+    };
+    telemetry::init(config.log_format, filter);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
