@@ -108,9 +108,9 @@ pub struct Waiver {
     pub findings_waived: i64,
 }
 
-/// Records a requested waiver (it waives nothing until approved).
+/// Records a requested waiver (it waives nothing until approved), in the caller's transaction.
 pub async fn create(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     new: &NewWaiver,
     now: DateTime<Utc>,
 ) -> Result<Waiver, WaiverError> {
@@ -118,7 +118,7 @@ pub async fn create(
     if let Some(id) = new.workload_id {
         let exists =
             sqlx::query_scalar!("select exists(select 1 from workloads where id = $1)", id)
-                .fetch_one(pool)
+                .fetch_one(&mut *conn)
                 .await?;
         if exists != Some(true) {
             return Err(WaiverError::Invalid(format!("there is no workload {id}")));
@@ -126,7 +126,7 @@ pub async fn create(
     }
     if let Some(id) = new.source_id {
         let exists = sqlx::query_scalar!("select exists(select 1 from sources where id = $1)", id)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         if exists != Some(true) {
             return Err(WaiverError::Invalid(format!("there is no source {id}")));
@@ -144,14 +144,16 @@ pub async fn create(
         new.requested_by.trim(),
         new.expires_at
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
-    get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))
+    get(&mut *conn, id, now)
+        .await?
+        .ok_or(WaiverError::NotFound(id))
 }
 
 /// Approves (`approve = true`) or rejects a requested waiver; approval applies it at once.
 pub async fn decide(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: i64,
     approve: bool,
     by: &str,
@@ -160,9 +162,8 @@ pub async fn decide(
     if by.trim().is_empty() {
         return Err(WaiverError::Invalid("the approver is required".into()));
     }
-    let mut tx = pool.begin().await?;
     let status = sqlx::query_scalar!("select status from waivers where id = $1 for update", id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or(WaiverError::NotFound(id))?;
     if status != "requested" {
@@ -185,22 +186,26 @@ pub async fn decide(
         approved_by,
         approved_at
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if approve {
-        let workloads = covered_workloads(&mut tx, &[id]).await?;
-        apply_waivers(&mut tx, &workloads, now).await?;
-        refresh_scores(&mut tx, &workloads).await?;
+        let workloads = covered_workloads(conn, &[id]).await?;
+        apply_waivers(conn, &workloads, now).await?;
+        refresh_scores(conn, &workloads).await?;
     }
-    tx.commit().await?;
-    get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))
+    get(&mut *conn, id, now)
+        .await?
+        .ok_or(WaiverError::NotFound(id))
 }
 
 /// Revokes an approved waiver: its findings count again.
-pub async fn revoke(pool: &PgPool, id: i64, now: DateTime<Utc>) -> Result<Waiver, WaiverError> {
-    let mut tx = pool.begin().await?;
+pub async fn revoke(
+    conn: &mut PgConnection,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<Waiver, WaiverError> {
     let status = sqlx::query_scalar!("select status from waivers where id = $1 for update", id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or(WaiverError::NotFound(id))?;
     if status != "approved" && status != "requested" {
@@ -214,13 +219,14 @@ pub async fn revoke(pool: &PgPool, id: i64, now: DateTime<Utc>) -> Result<Waiver
         "update waivers set status = 'revoked', updated_at = now() where id = $1",
         id
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    let workloads = covered_workloads(&mut tx, &[id]).await?;
-    apply_waivers(&mut tx, &workloads, now).await?;
-    refresh_scores(&mut tx, &workloads).await?;
-    tx.commit().await?;
-    get(pool, id, now).await?.ok_or(WaiverError::NotFound(id))
+    let workloads = covered_workloads(conn, &[id]).await?;
+    apply_waivers(conn, &workloads, now).await?;
+    refresh_scores(conn, &workloads).await?;
+    get(&mut *conn, id, now)
+        .await?
+        .ok_or(WaiverError::NotFound(id))
 }
 
 /// The live workloads whose open findings these waivers may cover (or did).
@@ -338,11 +344,11 @@ pub async fn list(
 }
 
 pub async fn get(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Waiver>, sqlx::Error> {
     let mut query = select_waivers(now);
     query.push(" and v.id = ").push_bind(id);
-    query.build_query_as().fetch_optional(pool).await
+    query.build_query_as().fetch_optional(conn).await
 }

@@ -5,13 +5,15 @@
 //! `POST /api/v1/waivers` (a request), `POST /api/v1/waivers/{id}/approve|reject|revoke`.
 //!
 //! Unknown parameters and bad values are refused with 400; `team` is refused until ownership
-//! exists.
+//! exists. Reading is for every signed-in person; a waiver request needs a responder (the
+//! requester is the signed-in principal), approving, rejecting and revoking an admin (the
+//! approver is the principal). Each waiver change writes an audit row in its transaction.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -19,11 +21,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
+use super::access::{Admin, RequireRole, Responder};
 use super::json::ApiJson;
-use super::{AppState, WebError};
+use super::{AppState, RoutePolicy, WebError};
+use crate::auth::audit::{self, Outcome};
+use crate::auth::{Principal, Role};
 use crate::findings::waivers::{self, NewWaiver, Waiver, WaiverError, WaiverFilter};
 use crate::findings::LAYERS;
 use crate::posture::{catalog, Severity};
+
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/findings", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/api/v1/posture/summary", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/api/v1/waivers", Role::Viewer),
+    RoutePolicy::role(Method::POST, "/api/v1/waivers", Role::Responder),
+    RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/approve", Role::Admin),
+    RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/reject", Role::Admin),
+    RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/revoke", Role::Admin),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -408,51 +423,132 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, WebError>
         .map_err(|err| WebError::BadRequest(format!("the body is not valid: {err}")))
 }
 
-async fn create_waiver(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<(StatusCode, ApiJson<Waiver>), WebError> {
-    let new: NewWaiver = parse_body(&body)?;
-    let waiver = waivers::create(&state.pool, &new, Utc::now()).await?;
-    Ok((StatusCode::CREATED, ApiJson(waiver)))
-}
-
+/// The body of `POST /api/v1/waivers`; the requester is the signed-in principal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Decision {
-    by: String,
+struct WaiverRequest {
+    check: String,
+    workload_id: Option<i64>,
+    namespace: Option<String>,
+    source_id: Option<i64>,
+    reason: String,
+    expires_at: DateTime<Utc>,
+}
+
+async fn audited(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    id: Option<i64>,
+    change: impl for<'c> FnOnce(
+        &'c mut sqlx::PgConnection,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Waiver, WaiverError>> + Send + 'c>,
+    >,
+) -> Result<Waiver, WebError> {
+    let mut tx = state.pool.begin().await?;
+    match change(&mut tx).await {
+        Ok(waiver) => {
+            audit::record(
+                &mut *tx,
+                principal,
+                action,
+                &format!("waiver {}", waiver.id),
+                Outcome::Success,
+                principal.client_addr,
+                serde_json::json!({
+                    "check": waiver.check_id, "workload_id": waiver.workload_id,
+                    "namespace": waiver.namespace, "source_id": waiver.source_id,
+                    "expires_at": waiver.expires_at, "status": waiver.status,
+                }),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(waiver)
+        }
+        Err(err) => {
+            drop(tx);
+            let target = id.map_or_else(|| "waiver".to_string(), |id| format!("waiver {id}"));
+            audit::record(
+                &state.pool,
+                principal,
+                action,
+                &target,
+                Outcome::Failure,
+                principal.client_addr,
+                serde_json::json!({"error": err.to_string()}),
+            )
+            .await?;
+            Err(err.into())
+        }
+    }
+}
+
+async fn create_waiver(
+    State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Responder>,
+    body: Bytes,
+) -> Result<(StatusCode, ApiJson<Waiver>), WebError> {
+    let request: WaiverRequest = parse_body(&body)?;
+    let new = NewWaiver {
+        check: request.check,
+        workload_id: request.workload_id,
+        namespace: request.namespace,
+        source_id: request.source_id,
+        reason: request.reason,
+        requested_by: principal.name.clone(),
+        expires_at: request.expires_at,
+    };
+    let now = Utc::now();
+    let waiver = audited(&state, &principal, "waiver.request", None, |conn| {
+        Box::pin(async move { waivers::create(conn, &new, now).await })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, ApiJson(waiver)))
 }
 
 async fn approve_waiver(
     State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Admin>,
     Path(id): Path<String>,
-    body: Bytes,
 ) -> Result<ApiJson<Waiver>, WebError> {
     let id = parse_id("the waiver id", &id)?;
-    let decision: Decision = parse_body(&body)?;
-    Ok(ApiJson(
-        waivers::decide(&state.pool, id, true, &decision.by, Utc::now()).await?,
-    ))
+    let by = principal.name.clone();
+    let now = Utc::now();
+    let waiver = audited(&state, &principal, "waiver.approve", Some(id), |conn| {
+        Box::pin(async move { waivers::decide(conn, id, true, &by, now).await })
+    })
+    .await?;
+    Ok(ApiJson(waiver))
 }
 
 async fn reject_waiver(
     State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Admin>,
     Path(id): Path<String>,
-    body: Bytes,
 ) -> Result<ApiJson<Waiver>, WebError> {
     let id = parse_id("the waiver id", &id)?;
-    let decision: Decision = parse_body(&body)?;
-    Ok(ApiJson(
-        waivers::decide(&state.pool, id, false, &decision.by, Utc::now()).await?,
-    ))
+    let by = principal.name.clone();
+    let now = Utc::now();
+    let waiver = audited(&state, &principal, "waiver.reject", Some(id), |conn| {
+        Box::pin(async move { waivers::decide(conn, id, false, &by, now).await })
+    })
+    .await?;
+    Ok(ApiJson(waiver))
 }
 
 async fn revoke_waiver(
     State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Admin>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<Waiver>, WebError> {
     let id = parse_id("the waiver id", &id)?;
-    Ok(ApiJson(waivers::revoke(&state.pool, id, Utc::now()).await?))
+    let now = Utc::now();
+    let waiver = audited(&state, &principal, "waiver.revoke", Some(id), |conn| {
+        Box::pin(async move { waivers::revoke(conn, id, now).await })
+    })
+    .await?;
+    Ok(ApiJson(waiver))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use harbormaster::posture::Context;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use harbormaster::auth::Role;
+
 use crate::common::{live_docker_socket, TestApp};
 
 const LOCAL: &str = "unix:///var/run/docker.sock";
@@ -202,8 +204,9 @@ async fn a_waived_finding_leaves_the_grade_stays_visible_and_counts_again_on_exp
     assert_eq!(before.as_deref(), Some("F"));
 
     let now = Utc::now();
+    let mut conn = pool.acquire().await.unwrap();
     let waiver = waivers::create(
-        &pool,
+        &mut conn,
         &waivers::NewWaiver {
             check: "priv.privileged".into(),
             workload_id: None,
@@ -221,9 +224,10 @@ async fn a_waived_finding_leaves_the_grade_stays_visible_and_counts_again_on_exp
     // A request waives nothing.
     assert_eq!(grade(&pool, id).await.0.as_deref(), Some("F"));
 
-    let approved = waivers::decide(&pool, waiver.id, true, "admin@example.com", now)
+    let approved = waivers::decide(&mut conn, waiver.id, true, "admin@example.com", now)
         .await
         .unwrap();
+    drop(conn);
     assert_eq!(approved.status, "approved");
     assert!(
         approved.expiring_soon,
@@ -280,7 +284,7 @@ async fn a_waived_finding_leaves_the_grade_stays_visible_and_counts_again_on_exp
 }
 
 async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app.get(path).await;
+    let response = app.viewer_get(path).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -377,49 +381,68 @@ async fn the_api_filters_pages_summarizes_and_takes_waiver_requests(pool: PgPool
         400
     );
 
-    let client = reqwest::Client::new();
     let request = json!({
         "check": "priv.privileged", "workload_id": a, "reason": "legacy agent",
-        "requested_by": "dev@example.com",
         "expires_at": (Utc::now() + ChronoDuration::days(30)).to_rfc3339(),
     });
-    let response = client
-        .post(app.url("/api/v1/waivers"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    // A viewer may not request; a responder may, and is recorded as the requester.
+    let viewer = app.login_as(Role::Viewer).await;
+    assert_eq!(
+        viewer
+            .post_json("/api/v1/waivers", &request)
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let responder = app.login_as(Role::Responder).await;
+    let response = responder.post_json("/api/v1/waivers", &request).await;
     assert_eq!(response.status().as_u16(), 201);
     let created: Value = response.json().await.unwrap();
     assert_eq!(created["status"], "requested");
-    let response = client
-        .post(app.url(&format!("/api/v1/waivers/{}/approve", created["id"])))
-        .json(&json!({"by": "admin@example.com"}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(created["requested_by"], responder.name.as_str());
+    let approve = format!("/api/v1/waivers/{}/approve", created["id"]);
+    // Only an admin approves.
+    assert_eq!(
+        responder
+            .post_json(&approve, &json!({}))
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let admin = app.login_as(Role::Admin).await;
+    let response = admin.post_json(&approve, &json!({})).await;
     assert_eq!(response.status().as_u16(), 200);
+    let approved: Value = response.json().await.unwrap();
+    assert_eq!(approved["approved_by"], admin.name.as_str());
     let (_, page) = get_json(&app, "/api/v1/findings?check=priv.privileged&waived=true").await;
     assert_eq!(page["findings"].as_array().unwrap().len(), 1);
     let (_, list) = get_json(&app, "/api/v1/waivers?status=approved").await;
     assert_eq!(list["waivers"][0]["findings_waived"], 1);
     // Approving twice conflicts; a waiver without a scope is refused.
-    let again = client
-        .post(app.url(&format!("/api/v1/waivers/{}/approve", created["id"])))
-        .json(&json!({"by": "admin@example.com"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status().as_u16(), 409);
+    assert_eq!(
+        admin
+            .post_json(&approve, &json!({}))
+            .await
+            .status()
+            .as_u16(),
+        409
+    );
     let mut unscoped = request.clone();
     unscoped.as_object_mut().unwrap().remove("workload_id");
-    let refused = client
-        .post(app.url("/api/v1/waivers"))
-        .json(&unscoped)
-        .send()
-        .await
-        .unwrap();
+    let refused = responder.post_json("/api/v1/waivers", &unscoped).await;
     assert_eq!(refused.status().as_u16(), 422);
+    let target = format!("waiver {}", created["id"]);
+    let rows = app.audit_rows().await;
+    for action in ["waiver.request", "waiver.approve"] {
+        assert!(
+            rows.iter()
+                .any(|(a, t, o)| a == action && *t == target && o == "success"),
+            "no {action} row in {rows:?}"
+        );
+    }
+    app.assert_mutations_audited().await;
     app.stop().await.unwrap();
 }
 
