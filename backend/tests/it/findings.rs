@@ -630,3 +630,124 @@ async fn dangerous_containers_on_the_real_engine_produce_their_findings_and_a_ha
     assert_eq!(count, 1, "a resync does not duplicate findings");
     drop(containers);
 }
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/findings")
+        .join(name)
+}
+
+/// (container, status, resolved_reason) of the workload's findings of `check`.
+async fn k8s_findings(
+    pool: &PgPool,
+    name: &str,
+    check: &str,
+) -> Vec<(String, String, Option<String>)> {
+    sqlx::query_as(
+        "select f.container, f.status, f.resolved_reason from findings f
+         join workloads w on w.id = f.workload_id
+         where w.name = $1 and f.check_id = $2 order by f.id",
+    )
+    .bind(name)
+    .bind(check)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_kubernetes_workload_is_judged_from_its_declared_template_through_the_collectors_write(
+    pool: PgPool,
+) {
+    use harbormaster::collect::import;
+    use harbormaster::collect::kubernetes::mapping::Snapshot;
+    use harbormaster::collect::kubernetes::persist;
+
+    // The Kubernetes write path (the import goes through the collector's persist).
+    let report = import::import(&pool, &[data("privileged.yaml")])
+        .await
+        .unwrap();
+    assert!(!report.is_failure());
+    assert_eq!(
+        k8s_findings(&pool, "agent", "priv.privileged").await,
+        vec![("app".to_string(), "open".to_string(), None)]
+    );
+    assert_eq!(
+        k8s_findings(&pool, "agent", "ns.host_network").await,
+        vec![(String::new(), "open".to_string(), None)],
+        "a pod-level finding has no container"
+    );
+    let evidence: Vec<Value> = sqlx::query_scalar("select evidence from findings")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(!serde_json::to_string(&evidence).unwrap().contains("ghp_"));
+    let (grade, pss): (Option<String>, Option<String>) =
+        sqlx::query_as("select grade, pss_level from workloads where name = 'agent'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(grade.as_deref(), Some("F"));
+    assert_eq!(pss.as_deref(), Some("privileged"));
+
+    import::import(&pool, &[data("fixed.yaml")]).await.unwrap();
+    assert_eq!(
+        k8s_findings(&pool, "agent", "priv.privileged").await,
+        vec![(
+            "app".to_string(),
+            "resolved".to_string(),
+            Some("fixed".to_string())
+        )]
+    );
+    assert_eq!(
+        k8s_findings(&pool, "agent", "ns.host_network").await[0]
+            .2
+            .as_deref(),
+        Some("fixed")
+    );
+    let open: i64 = sqlx::query_scalar(
+        "select count(*) from findings f join workloads w on w.id = f.workload_id
+         where w.name = 'agent' and f.status = 'open'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(open > 0, "the fixed template still fails other checks");
+
+    // The Deployment is gone from the next complete write (the import itself is additive: a
+    // complete write of an empty cluster stands in for the watch seeing it deleted).
+    let source: i64 = sqlx::query_scalar("select source_id from workloads where name = 'agent'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let persisted = persist::persist(
+        &pool,
+        source,
+        &Snapshot::default(),
+        &mut None,
+        &json!({}),
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(persisted.retired >= 1);
+    let stage: String = sqlx::query_scalar("select stage from workloads where name = 'agent'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stage, "retire");
+    let open: Vec<(String, String, Option<String>)> =
+        k8s_findings(&pool, "agent", "secrets.env_literal").await;
+    assert_eq!(
+        open.last().map(|f| (f.1.as_str(), f.2.as_deref())),
+        Some(("resolved", Some("retired")))
+    );
+    let still_open: i64 = sqlx::query_scalar(
+        "select count(*) from findings f join workloads w on w.id = f.workload_id
+         where w.name = 'agent' and f.status = 'open'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(still_open, 0);
+}
