@@ -153,6 +153,17 @@ pub struct WorkloadSummary {
     pub last_seen: DateTime<Utc>,
     pub gone_since: Option<DateTime<Utc>>,
     pub retired_at: Option<DateTime<Utc>>,
+    /// The posture score (see `crate::findings`): `None` until first evaluated.
+    pub grade: Option<String>,
+    pub risk_score: i32,
+    pub worst_severity: Option<String>,
+    pub pss_level: Option<String>,
+    /// Open, non-waived findings by severity.
+    pub findings_critical: i32,
+    pub findings_high: i32,
+    pub findings_medium: i32,
+    pub findings_low: i32,
+    pub findings_info: i32,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,7 +177,9 @@ const SUMMARY_COLUMNS: &str =
     "select w.id, w.source_id, s.kind as source_kind, s.name as source_name, \
      w.namespace, w.kind, w.name, w.stage, w.stage_since, w.images, w.image_digests, \
      w.instances_total, w.instances_running, w.labels, w.first_seen, w.last_seen, w.gone_since, \
-     w.retired_at from workloads w join sources s on s.id = w.source_id";
+     w.retired_at, w.grade, w.risk_score, w.worst_severity, w.pss_level, w.findings_critical, \
+     w.findings_high, w.findings_medium, w.findings_low, w.findings_info \
+     from workloads w join sources s on s.id = w.source_id";
 
 /// One page of workloads by ascending id.
 pub async fn query_workloads(
