@@ -55,7 +55,7 @@ create table findings (
     constraint findings_severity_check
         check (severity in ('info', 'low', 'medium', 'high', 'critical')),
     constraint findings_status_check check (status in ('open', 'resolved')),
-    constraint findings_resolved_reason_check check (resolved_reason in ('fixed', 'retired')),
+    constraint findings_resolved_reason_check check (resolved_reason in ('fixed', 'retired', 'removed')),
     constraint findings_resolution_check
         check ((status = 'open' and resolved_at is null and resolved_reason is null)
                or (status = 'resolved' and resolved_at is not null and resolved_reason is not null))

@@ -19,7 +19,9 @@
 //! its own and every result of it is keyed by the container's name, so a batch carrying one
 //! replica of a Compose service leaves the other replicas' findings alone).
 //!
-//! A retired workload's open findings close with reason `retired` ([`store::close_retired`]).
+//! A retired workload's open findings close with reason `retired` ([`store::close_retired`]); a
+//! Docker container removed from a workload that lives on (a scaled-down Compose service) has
+//! its findings closed with reason `removed` ([`store::close_removed_containers`]).
 //! Findings are never deleted (a trigger refuses it).
 //!
 //! # Waivers and scores
@@ -155,12 +157,18 @@ fn failures_of(report: &posture::Report<'_>, container_override: Option<&str>) -
 /// values; nothing of them is kept). Every result is keyed by the container's name.
 pub fn evaluate_docker(inspect: &Value, ctx: &Context<'_>) -> Option<Evaluated> {
     let spec = posture::docker::adapt(inspect).ok()?;
+    // The container's name as the inventory stores it (the id's first 12 characters without one).
     let name = inspect
         .get("Name")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_start_matches('/')
-        .to_string();
+        .map(|name| name.trim_start_matches('/').to_string())
+        .or_else(|| {
+            inspect
+                .get("Id")
+                .and_then(Value::as_str)
+                .map(|id| id.chars().take(12).collect())
+        })
+        .unwrap_or_default();
     let report = posture::evaluate(&spec, ctx);
     let failures = failures_of(&report, Some(&name));
     let pss_level = Some(pss::assess(&spec).level);

@@ -160,6 +160,38 @@ pub async fn close_retired(
     Ok(closed)
 }
 
+/// Resolves, with reason `removed`, the open findings of containers that are gone from workloads
+/// that still have live instances (a Compose service scaled down: the removed replica's findings
+/// no longer describe anything running). Docker only: its findings are keyed by container name.
+/// A workload with no live instance keeps its findings until it retires.
+pub async fn close_removed_containers(
+    conn: &mut PgConnection,
+    workload_ids: &[i64],
+) -> Result<u64, sqlx::Error> {
+    if workload_ids.is_empty() {
+        return Ok(0);
+    }
+    let closed = sqlx::query_scalar!(
+        r#"update findings f set status = 'resolved', resolved_at = now(),
+                                 resolved_reason = 'removed'
+           where f.workload_id = any($1) and f.status = 'open' and f.container <> ''
+             and exists (select 1 from instances i
+                         where i.workload_id = f.workload_id and i.removed_at is null)
+             and not exists (select 1 from instances i
+                             where i.workload_id = f.workload_id and i.removed_at is null
+                               and i.name = f.container)
+           returning f.workload_id"#,
+        workload_ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = closed.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    refresh_scores(conn, &ids).await?;
+    Ok(closed.len() as u64)
+}
+
 /// Points each open finding of these workloads at the approved waiver (unexpired at `now`) that
 /// covers it, or at none. With several, the one expiring last wins.
 pub async fn apply_waivers(

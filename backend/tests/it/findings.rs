@@ -157,6 +157,52 @@ async fn a_container_scoped_sync_leaves_the_other_replicas_findings_open(pool: P
             ("shop-web-2".to_string(), "resolved".to_string())
         ]
     );
+
+    // Scaled down to replica 3 alone: the findings of the replicas that are gone close as
+    // `removed`, the live one's stay open.
+    sync(
+        &pool,
+        id,
+        &inspect("shop-web-3", json!({"Privileged": true})),
+    )
+    .await;
+    sqlx::query(
+        "insert into instances (workload_id, source_id, external_id, name, state, raw)
+         values ($1, $2, 'id-shop-web-3', 'shop-web-3', 'running', '{}')",
+    )
+    .bind(id)
+    .bind(source)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(
+        store::close_removed_containers(&mut conn, &[id])
+            .await
+            .unwrap()
+            > 0
+    );
+    drop(conn);
+    let statuses: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "select container, status, resolved_reason from findings where workload_id = $1
+         and check_id = 'priv.privileged' order by container",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        vec![
+            (
+                "shop-web-1".into(),
+                "resolved".into(),
+                Some("removed".into())
+            ),
+            ("shop-web-2".into(), "resolved".into(), Some("fixed".into())),
+            ("shop-web-3".into(), "open".into(), None),
+        ]
+    );
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -307,6 +353,9 @@ async fn the_api_filters_pages_summarizes_and_takes_waiver_requests(pool: PgPool
     assert_eq!(found[0]["workload_id"], a);
     assert_eq!(found[0]["severity"], "critical");
     assert_eq!(found[0]["waived"], false);
+    let (_, detail) = get_json(&app, &format!("/api/v1/workloads/{a}")).await;
+    assert_eq!(detail["workload"]["grade"], "F");
+    assert_eq!(detail["workload"]["findings_critical"], 1);
 
     let (_, page) = get_json(
         &app,

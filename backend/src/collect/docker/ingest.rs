@@ -227,6 +227,7 @@ pub async fn ingest_in(
         })
         .collect();
     findings::store::sync_findings(conn, &evaluations).await?;
+    findings::store::close_removed_containers(conn, &touched).await?;
     let retired: Vec<i64> = transitions
         .iter()
         .filter(|(_, t)| t.to == Stage::Retire)
