@@ -59,7 +59,10 @@ create table findings (
     constraint findings_resolution_check
         check ((status = 'open' and resolved_at is null and resolved_reason is null)
                or (status = 'resolved' and resolved_at is not null and resolved_reason is not null))
-);
+)
+-- Every resync bumps last_seen of every still-failing finding: room on each page keeps those
+-- updates HOT (no new index entries).
+with (fillfactor = 70);
 -- At most one open finding per workload, check and container.
 create unique index findings_open_key on findings (workload_id, check_id, container)
     where status = 'open';

@@ -202,6 +202,24 @@ pub async fn apply_waivers(
     if workload_ids.is_empty() {
         return Ok(());
     }
+    // Most of the time no waiver is active: then only clear what an earlier one marked.
+    let any_active = sqlx::query_scalar!(
+        r#"select exists(select 1 from waivers where status = 'approved' and expires_at > $1)
+           as "any!""#,
+        now
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !any_active {
+        sqlx::query!(
+            r#"update findings set waiver_id = null
+               where workload_id = any($1) and status = 'open' and waiver_id is not null"#,
+            workload_ids
+        )
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
     sqlx::query!(
         r#"with covering as (
                select f.id, (select v.id from waivers v
