@@ -136,7 +136,7 @@ async fn bench_pool() -> PgPool {
 
 async fn truncate(pool: &PgPool) {
     sqlx::query(
-        "truncate runtime_events, lifecycle_events, instances, workloads, image_references, images",
+        "truncate runtime_events, lifecycle_events, instances, workloads, image_references, images cascade",
     )
     .execute(pool)
     .await
