@@ -7,6 +7,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod db;
+pub mod incident;
 pub mod inventory;
 pub mod lifecycle;
 pub mod posture;

@@ -130,6 +130,7 @@ impl Application {
 fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &CancellationToken) {
     crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
+    crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
