@@ -6,6 +6,7 @@ pub mod assets;
 pub mod checks;
 pub mod error;
 pub mod health;
+pub mod incidents;
 pub mod json;
 pub mod metrics;
 pub mod overview;
@@ -62,6 +63,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let mut routes = Router::new()
         .merge(health::router())
+        .merge(incidents::router())
         .merge(metrics::router())
         .merge(assets::router())
         .merge(checks::router())

@@ -5,6 +5,7 @@ mod common;
 mod console;
 mod docker;
 mod foundation;
+mod incident;
 mod inventory;
 mod kubernetes;
 mod posture_scan;
