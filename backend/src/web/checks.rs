@@ -3,7 +3,10 @@
 //! filterable by `severity`, `threat`, `stage`, `layer` and `source`, keyset-paginated with
 //! `limit` and `after` (a check id; catalog order); `GET /api/v1/checks/{id}` returns one.
 
+use crate::auth::Role;
+use crate::web::RoutePolicy;
 use axum::extract::{Path, Query};
+use axum::http::Method;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -11,6 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::{AppState, WebError};
 use crate::posture::catalog::{self, CheckMeta, Layer, Severity, Stage, Threat, CATALOG};
 use crate::posture::pss;
+
+/// Who may call each route (see `crate::auth`).
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/checks", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/api/v1/checks/{id}", Role::Viewer),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()

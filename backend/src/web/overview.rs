@@ -2,13 +2,17 @@
 
 use askama::Template;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 
 use super::page::PageContext;
-use super::{AppState, WebError};
+use super::{AppState, RoutePolicy, WebError};
+use crate::auth::Role;
 use crate::db;
+
+pub const POLICIES: &[RoutePolicy] = &[RoutePolicy::role(Method::GET, "/", Role::Viewer)];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/", get(get_overview))
@@ -27,10 +31,13 @@ pub struct OverviewPage {
     kube_contexts: Vec<String>,
 }
 
-async fn get_overview(State(state): State<AppState>) -> Result<Html<String>, WebError> {
+async fn get_overview(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Html<String>, WebError> {
     let config = &state.config;
     let page = OverviewPage {
-        ctx: PageContext::new("Overview").active("/"),
+        ctx: ctx.titled("Overview").active("/"),
         database: config.database_display(),
         database_ready: db::readiness(&state.pool).await,
         public_url: config.public_url.clone(),

@@ -1,7 +1,10 @@
 //! `GET /api/v1/sources`: every collector source with its health (fresh / stale / down), its
 //! last error, event and resync times and object counts. Source-agnostic (Docker, Kubernetes).
 
+use crate::auth::Role;
+use crate::web::RoutePolicy;
 use axum::extract::State;
+use axum::http::Method;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -11,6 +14,13 @@ use serde_json::Value;
 use super::json::ApiJson;
 use super::{AppState, WebError};
 use crate::inventory::sources::{self, Health};
+
+/// Who may call each route (see `crate::auth`).
+pub const POLICIES: &[RoutePolicy] = &[RoutePolicy::role(
+    Method::GET,
+    "/api/v1/sources",
+    Role::Viewer,
+)];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/sources", get(list_sources))

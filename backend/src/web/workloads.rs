@@ -6,10 +6,13 @@
 //! Unknown parameters and bad values are refused with 400, never ignored. `team` and `severity`
 //! are refused until ownership and posture exist.
 
+use crate::auth::Role;
+use crate::web::RoutePolicy;
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -21,6 +24,12 @@ use super::json::ApiJson;
 use super::{AppState, WebError};
 use crate::lifecycle::store::{history, HistoryEntry};
 use crate::lifecycle::Stage;
+
+/// Who may call each route (see `crate::auth`).
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/workloads", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/api/v1/workloads/{id}", Role::Viewer),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()

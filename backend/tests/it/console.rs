@@ -5,14 +5,20 @@ use sqlx::PgPool;
 
 use crate::common::browser::Browser;
 use crate::common::TestApp;
+use harbormaster::auth::Role;
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn the_overview_renders_in_a_real_browser_with_its_styles_and_script(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
+    app.create_user("ada", Role::Viewer, "correct horse battery staple")
+        .await;
     let Some(browser) = Browser::start().await else {
         return;
     };
     let client = &browser.client;
+    browser
+        .sign_in(&app.url, "ada", "correct horse battery staple")
+        .await;
     client.goto(&app.url("/")).await.unwrap();
     assert_eq!(client.title().await.unwrap(), "Overview · Harbormaster");
     let heading = client.find(Locator::Css("main h1")).await.unwrap();
