@@ -2,24 +2,52 @@
 //! `isolate | analysis | fix | restore | close`. Isolate and restore are queued (202 with the
 //! action); the others apply at once. An `Idempotency-Key` header (or `idempotency_key` field)
 //! makes a repeated request return the first one's action instead of acting twice.
+//!
+//! Reading needs a viewer; opening an incident and every step need a responder; restoring before
+//! a fix is recorded needs an admin (the override, with a reason). Every step is audited
+//! (`incident.open`, `incident.isolate`, …, success or failure).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::access::{RequireRole, Responder, RoutePolicy};
 use super::json::ApiJson;
 use super::{AppState, WebError};
+use crate::auth::audit::{self, Outcome};
+use crate::auth::{Principal, Role};
 use crate::incident::store::{
     self, Action, AffectedWorkload, EvidenceSummary, Incident, NewIncident, StepRequest,
     TargetSummary,
 };
 use crate::incident::workflow::{self, GuardError, State as IncidentState, Step};
 use crate::incident::IncidentError;
+
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/incidents", Role::Viewer),
+    RoutePolicy::role(Method::POST, "/api/v1/incidents", Role::Responder),
+    RoutePolicy::role(Method::GET, "/api/v1/incidents/{id}", Role::Viewer),
+    RoutePolicy::role(
+        Method::GET,
+        "/api/v1/incidents/{id}/evidence/{evidence}",
+        Role::Viewer,
+    ),
+    RoutePolicy::role(
+        Method::GET,
+        "/api/v1/incidents/{id}/actions/{action}",
+        Role::Viewer,
+    ),
+    RoutePolicy::role(
+        Method::POST,
+        "/api/v1/incidents/{id}/{step}",
+        Role::Responder,
+    ),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -71,7 +99,6 @@ pub struct OpenIncident {
     pub assignee: Option<String>,
     #[serde(default)]
     pub notes: String,
-    pub actor: Option<String>,
     pub idempotency_key: Option<String>,
 }
 
@@ -92,34 +119,76 @@ pub struct IncidentView {
     pub targets: Vec<TargetSummary>,
 }
 
-/// The actor until authentication exists: the `actor` field, else "anonymous".
-fn actor(field: Option<String>) -> String {
-    field
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| "anonymous".into())
+/// Writes the audit row of a step, whatever its outcome.
+async fn audit_step<T>(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    result: &Result<T, IncidentError>,
+    details: Value,
+) -> Result<(), WebError> {
+    let (outcome, details) = match result {
+        Ok(_) => (Outcome::Success, details),
+        Err(err) => (
+            Outcome::Failure,
+            serde_json::json!({"request": details, "error": err.to_string()}),
+        ),
+    };
+    audit::record(
+        &state.pool,
+        principal,
+        action,
+        target,
+        outcome,
+        principal.client_addr,
+        details,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn open_incident(
     State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Responder>,
     headers: HeaderMap,
     payload: Result<Json<OpenIncident>, JsonRejection>,
 ) -> Result<Response, WebError> {
     let request = body(payload)?;
     let key = idempotency_key(&headers, request.idempotency_key);
-    let (incident, created) = store::open(
+    let details = serde_json::json!({
+        "severity": request.severity,
+        "workloads": request.workload_ids,
+        "findings": request.finding_ids,
+    });
+    let result = store::open(
         &state.pool,
         NewIncident {
             title: request.title,
             severity: request.severity,
             assignee: request.assignee,
-            opened_by: actor(request.actor),
+            opened_by: principal.name.clone(),
             workload_ids: request.workload_ids,
             finding_ids: request.finding_ids,
             note: request.notes,
             idempotency_key: key,
         },
     )
+    .await;
+    let target = match &result {
+        Ok((incident, _)) => format!("incident {}", incident.id),
+        Err(_) => "incident (new)".to_string(),
+    };
+    audit_step(
+        &state,
+        &principal,
+        "incident.open",
+        &target,
+        &result,
+        details,
+    )
     .await?;
+    let (incident, created) = result?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -175,7 +244,6 @@ async fn get_evidence(
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StepBody {
-    pub actor: Option<String>,
     #[serde(default)]
     pub note: String,
     pub idempotency_key: Option<String>,
@@ -190,6 +258,7 @@ pub struct StepBody {
 
 async fn step_incident(
     State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Responder>,
     Path((id, step)): Path<(i64, String)>,
     headers: HeaderMap,
     payload: Result<Json<StepBody>, JsonRejection>,
@@ -197,24 +266,46 @@ async fn step_incident(
     let step = Step::parse(&step).ok_or_else(|| WebError::NotFound(format!("no step {step}")))?;
     let request = body(payload)?;
     let key = idempotency_key(&headers, request.idempotency_key);
-    let (action, created) = store::request_step(
+    let details = serde_json::json!({
+        "note": request.note,
+        "override_reason": request.override_reason,
+        "fixed_findings": request.fixed_findings,
+        "fixed_digest": request.fixed_digest,
+    });
+    let result = store::request_step(
         &state.pool,
         id,
         step,
         StepRequest {
-            actor: actor(request.actor),
+            actor: principal.name.clone(),
             note: request.note,
             idempotency_key: key,
             override_reason: request.override_reason,
-            // No authentication yet: every caller counts as an admin for the override.
-            by_admin: true,
+            // The override of the restore-before-fix guard is an admin's.
+            by_admin: principal.can(Role::Admin),
             analysis_notes: request.analysis_notes,
             attack_path: request.attack_path,
             fixed_findings: request.fixed_findings,
             fixed_digest: request.fixed_digest,
         },
     )
+    .await;
+    let details = match &result {
+        Ok((action, created)) => {
+            serde_json::json!({"action": action.id, "repeated": !created, "request": details})
+        }
+        Err(_) => details,
+    };
+    audit_step(
+        &state,
+        &principal,
+        &format!("incident.{}", step.as_str()),
+        &format!("incident {id}"),
+        &result,
+        details,
+    )
     .await?;
+    let (action, created) = result?;
     let status = if step.is_engine_action() && created {
         StatusCode::ACCEPTED
     } else if created {

@@ -67,6 +67,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub fn route_policies() -> Vec<RoutePolicy> {
     [
         health::POLICIES,
+        incidents::POLICIES,
         metrics::POLICIES,
         assets::POLICIES,
         overview::POLICIES,

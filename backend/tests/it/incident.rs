@@ -14,7 +14,9 @@ use harbormaster::inventory::sources;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::common::{live_docker_socket, TestApp};
+use harbormaster::auth::Role;
+
+use crate::common::{live_docker_socket, Browser, TestApp};
 
 const IMAGE: &str = "harbormaster-test/busybox:1";
 const LOCAL: &str = "unix:///var/run/docker.sock";
@@ -147,8 +149,8 @@ async fn workload_id(pool: &PgPool, name: &str) -> i64 {
         .unwrap_or_else(|err| panic!("workload {name} is collected: {err}"))
 }
 
-async fn post(app: &TestApp, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = app.client.post(app.url(path)).json(&body);
+async fn post(app: &Browser, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = app.request(reqwest::Method::POST, path).json(&body);
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
@@ -157,12 +159,12 @@ async fn post(app: &TestApp, path: &str, key: Option<&str>, body: Value) -> (u16
     (status, response.json().await.unwrap())
 }
 
-async fn get(app: &TestApp, path: &str) -> Value {
+async fn get(app: &Browser, path: &str) -> Value {
     app.get(path).await.json().await.unwrap()
 }
 
 /// Waits until the worker finished the action; returns it.
-async fn finished(app: &TestApp, incident: i64, action: i64) -> Value {
+async fn finished(app: &Browser, incident: i64, action: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let action = get(
@@ -182,13 +184,13 @@ async fn finished(app: &TestApp, incident: i64, action: i64) -> Value {
     }
 }
 
-async fn open_incident(app: &TestApp, workload: i64) -> i64 {
+async fn open_incident(app: &Browser, workload: i64) -> i64 {
     let (status, incident) = post(
         app,
         "/api/v1/incidents",
         None,
         json!({"title": "beaconing to an unknown host", "severity": "high",
-               "workload_ids": [workload], "actor": "alice"}),
+               "workload_ids": [workload]}),
     )
     .await;
     assert_eq!(status, 201, "{incident}");
@@ -224,7 +226,8 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
     collect(&pool).await;
     let workload = workload_id(&pool, &target).await;
 
-    let app = TestApp::spawn(pool.clone()).await;
+    let server = TestApp::spawn(pool.clone()).await;
+    let app = server.login_as(Role::Responder).await;
     let incident = open_incident(&app, workload).await;
 
     // A double click isolates once: the same key returns the same action.
@@ -232,14 +235,14 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
         &app,
         &format!("/api/v1/incidents/{incident}/isolate"),
         Some("click-1"),
-        json!({"actor": "alice", "note": "contain"}),
+        json!({"note": "contain"}),
     )
     .await;
     let (second_status, second) = post(
         &app,
         &format!("/api/v1/incidents/{incident}/isolate"),
         Some("click-1"),
-        json!({"actor": "alice"}),
+        json!({}),
     )
     .await;
     assert_eq!(first_status, 202, "{first}");
@@ -308,16 +311,17 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
     assert_eq!(saved["aliases"], json!(["a1", "a2"]));
 
     // The server restarts between isolate and restore.
-    app.stop().await.unwrap();
-    let app = TestApp::spawn(pool.clone()).await;
+    server.stop().await.unwrap();
+    let server = TestApp::spawn(pool.clone()).await;
+    let app = server.login_as(Role::Responder).await;
 
-    let (status, _) = post(&app, &format!("/api/v1/incidents/{incident}/analysis"), None, json!({"actor": "bob", "analysis_notes": "a reverse shell in /tmp", "attack_path": "exposed admin port → RCE"})).await;
+    let (status, _) = post(&app, &format!("/api/v1/incidents/{incident}/analysis"), None, json!({"analysis_notes": "a reverse shell in /tmp", "attack_path": "exposed admin port → RCE"})).await;
     assert_eq!(status, 201);
     let (status, body) = post(
         &app,
         &format!("/api/v1/incidents/{incident}/fix"),
         None,
-        json!({"actor": "bob", "fixed_digest": "sha256:0123"}),
+        json!({"fixed_digest": "sha256:0123"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -325,7 +329,7 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
         &app,
         &format!("/api/v1/incidents/{incident}/restore"),
         Some("restore-1"),
-        json!({"actor": "bob"}),
+        json!({}),
     )
     .await;
     assert_eq!(status, 202, "{restore}");
@@ -348,7 +352,7 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
         &app,
         &format!("/api/v1/incidents/{incident}/close"),
         None,
-        json!({"actor": "bob"}),
+        json!({}),
     )
     .await;
     assert_eq!(status, 201);
@@ -364,8 +368,26 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
         timeline,
         ["open", "isolate", "analysis", "fix", "restore", "close"]
     );
-    assert_eq!(view["actions"][2]["actor"], "bob");
-    app.stop().await.unwrap();
+    assert_eq!(view["actions"][2]["actor"], app.name.as_str());
+    let audited: Vec<String> = server
+        .audit_rows()
+        .await
+        .into_iter()
+        .map(|(action, _, _)| action)
+        .collect();
+    for action in [
+        "incident.analysis",
+        "incident.fix",
+        "incident.restore",
+        "incident.close",
+    ] {
+        assert!(
+            audited.contains(&action.to_string()),
+            "{action} audited in {audited:?}"
+        );
+    }
+    server.assert_mutations_audited().await;
+    server.stop().await.unwrap();
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -379,7 +401,8 @@ async fn a_host_network_container_is_paused_and_restoring_before_a_fix_needs_an_
     let target = lab.run("host", &["--network", "host"], &["sleep", "3600"]);
     collect(&pool).await;
     let workload = workload_id(&pool, &target).await;
-    let app = TestApp::spawn(pool.clone()).await;
+    let server = TestApp::spawn(pool.clone()).await;
+    let app = server.login_as(Role::Responder).await;
     let incident = open_incident(&app, workload).await;
 
     let (_, isolate) = post(
@@ -408,13 +431,12 @@ async fn a_host_network_container_is_paused_and_restoring_before_a_fix_needs_an_
         .unwrap()
         .contains("override"));
 
-    let (status, restore) = post(
-        &app,
-        &format!("/api/v1/incidents/{incident}/restore"),
-        None,
-        json!({"override_reason": "false positive: a scheduled scan"}),
-    )
-    .await;
+    let reason = json!({"override_reason": "false positive: a scheduled scan"});
+    let path = format!("/api/v1/incidents/{incident}/restore");
+    let (status, refused) = post(&app, &path, None, reason.clone()).await;
+    assert_eq!(status, 403, "only an admin overrides the guard: {refused}");
+    let admin = server.login_as(Role::Admin).await;
+    let (status, restore) = post(&admin, &path, None, reason).await;
     assert_eq!(status, 202, "{restore}");
     let action = finished(&app, incident, restore["id"].as_i64().unwrap()).await;
     assert_eq!(action["status"], "succeeded", "{action}");
@@ -425,7 +447,8 @@ async fn a_host_network_container_is_paused_and_restoring_before_a_fix_needs_an_
     let state = &inspect(&target)["State"];
     assert_eq!(state["Paused"], false);
     assert_eq!(state["Running"], true);
-    app.stop().await.unwrap();
+    server.assert_mutations_audited().await;
+    server.stop().await.unwrap();
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
