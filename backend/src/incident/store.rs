@@ -715,3 +715,35 @@ pub async fn add_evidence(
     .await?;
     Ok(())
 }
+
+/// What an isolation would touch, for the confirmation text: (instance, source kind, Docker
+/// network mode, networks attached) of every live instance.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PlannedTarget {
+    pub name: String,
+    pub source_kind: String,
+    pub network_mode: Option<String>,
+    pub networks: Vec<String>,
+}
+
+pub async fn isolation_plan(
+    pool: &PgPool,
+    incident_id: i64,
+) -> Result<Vec<PlannedTarget>, sqlx::Error> {
+    sqlx::query_as!(
+        PlannedTarget,
+        r#"select i.name, s.kind as source_kind,
+                  i.raw #>> '{HostConfig,NetworkMode}' as network_mode,
+                  coalesce(array(select jsonb_object_keys(
+                      coalesce(i.raw #> '{NetworkSettings,Networks}', '{}'::jsonb)) order by 1),
+                      '{}') as "networks!"
+           from incident_workloads iw
+           join instances i on i.workload_id = iw.workload_id and i.removed_at is null
+           join sources s on s.id = i.source_id
+           where iw.incident_id = $1
+           order by i.id"#,
+        incident_id
+    )
+    .fetch_all(pool)
+    .await
+}

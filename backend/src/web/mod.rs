@@ -68,6 +68,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
     [
         health::POLICIES,
         incidents::POLICIES,
+        incidents::PAGE_POLICIES,
         metrics::POLICIES,
         assets::POLICIES,
         overview::POLICIES,
@@ -89,6 +90,7 @@ pub fn router(
     let mut routes = Router::new()
         .merge(health::router())
         .merge(incidents::router())
+        .merge(incidents::page_router())
         .merge(metrics::router())
         .merge(assets::router())
         .merge(checks::router())

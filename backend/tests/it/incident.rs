@@ -16,7 +16,7 @@ use sqlx::PgPool;
 
 use harbormaster::auth::Role;
 
-use crate::common::{live_docker_socket, Browser, TestApp};
+use crate::common::{html, live_docker_socket, texts, Browser, TestApp};
 
 const IMAGE: &str = "harbormaster-test/busybox:1";
 const LOCAL: &str = "unix:///var/run/docker.sock";
@@ -405,15 +405,67 @@ async fn a_host_network_container_is_paused_and_restoring_before_a_fix_needs_an_
     let app = server.login_as(Role::Responder).await;
     let incident = open_incident(&app, workload).await;
 
-    let (_, isolate) = post(
-        &app,
-        &format!("/api/v1/incidents/{incident}/isolate"),
-        None,
-        json!({}),
-    )
-    .await;
-    let action = finished(&app, incident, isolate["id"].as_i64().unwrap()).await;
+    // The console's isolate button says exactly what will happen before it acts.
+    let page = app
+        .get(&format!("/incidents/{incident}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let document = html(&page);
+    let selector = scraper::Selector::parse("form[action$='/isolate']").unwrap();
+    let form = document
+        .select(&selector)
+        .next()
+        .expect("an isolate button");
+    let confirm = form.value().attr("data-confirm").unwrap();
+    assert!(
+        confirm.contains(&target) && confirm.contains("PAUSED"),
+        "{confirm}"
+    );
+    let key = format!("{}-page", uuid::Uuid::new_v4());
+    for _ in 0..2 {
+        let response = app
+            .post_form(
+                &format!("/incidents/{incident}/isolate"),
+                &[("idempotency_key", &key)],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 303);
+    }
+    let view = get(&app, &format!("/api/v1/incidents/{incident}")).await;
+    let isolate = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "isolate")
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(isolate.len(), 1, "a double submit isolates once");
+    let action = finished(&app, incident, isolate[0]["id"].as_i64().unwrap()).await;
     assert_eq!(action["status"], "succeeded", "{action}");
+    let page = app
+        .get(&format!("/incidents/{incident}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let document = html(&page);
+    assert_eq!(
+        texts(&document, ".timeline .action-kind"),
+        ["open", "isolate"]
+    );
+    assert_eq!(
+        texts(&document, ".timeline .action-status"),
+        ["succeeded", "succeeded"]
+    );
+    assert!(texts(&document, ".evidence-kind").contains(&"logs".to_string()));
+    assert!(
+        texts(&document, "form.step-form button")
+            .iter()
+            .all(|label| !label.contains("override")),
+        "a responder is not offered the override"
+    );
     assert_eq!(inspect(&target)["State"]["Paused"], true);
     let view = get(&app, &format!("/api/v1/incidents/{incident}")).await;
     assert_eq!(view["targets"][0]["method"], "pause");
