@@ -499,6 +499,20 @@ pub async fn finish(pool: &PgPool, action: &Action, outcome: &Outcome) -> Result
     .execute(&mut *tx)
     .await?;
     let error = (!succeeded).then(|| outcome.failures.join("; "));
+    crate::auth::audit::record(
+        &mut *tx,
+        crate::auth::audit::Actor::system("incident-worker"),
+        &format!("incident.{}.finished", action.kind),
+        &format!("incident {}", action.incident_id),
+        if succeeded {
+            crate::auth::audit::Outcome::Success
+        } else {
+            crate::auth::audit::Outcome::Failure
+        },
+        None,
+        json!({"action": action.id, "requested_by": action.actor, "instances": outcome.results.len(), "failures": outcome.failures}),
+    )
+    .await?;
     sqlx::query!(
         r#"update incident_actions set status = $2, result = $3, error = $4, to_state = $5,
              finished_at = now()

@@ -379,6 +379,7 @@ async fn responder_isolates_a_container_and_restores_its_aliases_and_static_ip_a
         "incident.analysis",
         "incident.fix",
         "incident.restore",
+        "incident.restore.finished",
         "incident.close",
     ] {
         assert!(
