@@ -9,6 +9,7 @@ pub mod collect;
 pub mod config;
 pub mod db;
 pub mod findings;
+pub mod incident;
 pub mod inventory;
 pub mod lifecycle;
 pub mod posture;

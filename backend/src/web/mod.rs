@@ -9,6 +9,7 @@ pub mod checks;
 pub mod error;
 pub mod findings;
 pub mod health;
+pub mod incidents;
 pub mod json;
 pub mod metrics;
 pub mod overview;
@@ -67,6 +68,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub fn route_policies() -> Vec<RoutePolicy> {
     [
         health::POLICIES,
+        incidents::POLICIES,
+        incidents::PAGE_POLICIES,
         metrics::POLICIES,
         assets::POLICIES,
         overview::POLICIES,
@@ -88,6 +91,8 @@ pub fn router(
 ) -> Router {
     let mut routes = Router::new()
         .merge(health::router())
+        .merge(incidents::router())
+        .merge(incidents::page_router())
         .merge(metrics::router())
         .merge(assets::router())
         .merge(checks::router())

@@ -20,10 +20,16 @@ pub struct NavItem {
 }
 
 /// The areas of the console, in navigation order. An area is listed once its pages exist.
-pub const NAV: &[NavItem] = &[NavItem {
-    label: "Overview",
-    href: "/",
-}];
+pub const NAV: &[NavItem] = &[
+    NavItem {
+        label: "Overview",
+        href: "/",
+    },
+    NavItem {
+        label: "Incidents",
+        href: "/incidents",
+    },
+];
 
 /// Entries shown only to admins, after [`NAV`].
 pub const ADMIN_NAV: &[NavItem] = &[

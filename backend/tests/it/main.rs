@@ -7,6 +7,7 @@ mod console;
 mod docker;
 mod findings;
 mod foundation;
+mod incident;
 mod inventory;
 mod kubernetes;
 mod posture_scan;
