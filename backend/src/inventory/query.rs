@@ -209,15 +209,29 @@ pub async fn namespaces(db: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Er
     .await
 }
 
-/// The declared object of a workload (a Kubernetes controller with its pod template), secret
-/// values removed.
-pub async fn declared(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Value>, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar!("select declared from workloads where id = $1", id)
-            .fetch_optional(db)
-            .await?
-            .flatten(),
+/// What the list does not carry about a workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadExtras {
+    pub uid: Option<String>,
+    pub annotations: Value,
+    /// The declared object (a Kubernetes controller with its pod template), secret values
+    /// removed.
+    pub declared: Option<Value>,
+}
+
+/// The uid, annotations and declared object of a workload; `None` when there is no such
+/// workload.
+pub async fn extras(
+    db: impl PgExecutor<'_>,
+    id: i64,
+) -> Result<Option<WorkloadExtras>, sqlx::Error> {
+    sqlx::query_as!(
+        WorkloadExtras,
+        "select uid, annotations, declared from workloads where id = $1",
+        id
     )
+    .fetch_optional(db)
+    .await
 }
 
 /// An instance (container, pod) of a workload; `raw` has its secret values removed.

@@ -9,22 +9,31 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
+use serde_json::Value;
 
 use super::json::ApiJson;
+use super::page::{query_string, PageContext};
+use super::sources::{source_views, SourceView};
 use super::{AppState, WebError};
 pub use crate::inventory::query::{
     query_workloads, workload_detail, ImageView, InstanceView, WorkloadDetail, WorkloadFilter,
     WorkloadPage, WorkloadSummary, KINDS,
 };
+use crate::inventory::{query, redact};
+use crate::posture::{self, pss, CheckId, Outcome};
 use crate::lifecycle::Stage;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/workloads", get(list_workloads))
         .route("/api/v1/workloads/{id}", get(get_workload))
+        .route("/workloads", get(get_workloads_page))
+        .route("/workloads/{id}", get(get_workload_page))
 }
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -113,6 +122,286 @@ async fn get_workload(
         .await?
         .map(ApiJson)
         .ok_or_else(|| WebError::NotFound(format!("there is no workload {id}")))
+}
+
+/// How many workloads one page of the console list shows.
+const PAGE_SIZE: i64 = 50;
+
+/// The workload list: filters (a GET form) and one page, with next / previous links that keep
+/// the filters.
+#[derive(Template)]
+#[template(path = "workloads.html")]
+pub struct WorkloadsPage {
+    ctx: PageContext,
+    page: WorkloadPage,
+    sources: Vec<SourceView>,
+    namespaces: Vec<String>,
+    kinds: &'static [&'static str],
+    stages: Vec<&'static str>,
+    /// The filters as given (empty = any).
+    source: String,
+    namespace: String,
+    kind: String,
+    stage: String,
+    q: String,
+    filtered: bool,
+    next_href: Option<String>,
+    previous_href: Option<String>,
+}
+
+async fn get_workloads_page(
+    State(state): State<AppState>,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Html<String>, WebError> {
+    // A form submits empty fields for "any": they are no filter.
+    params.retain(|_, value| !value.trim().is_empty());
+    if params.contains_key("limit") {
+        return Err(WebError::BadRequest(
+            "the console shows fixed pages; use /api/v1/workloads for other page sizes".into(),
+        ));
+    }
+    let mut filter = WorkloadFilter::parse(&params)?;
+    filter.limit = PAGE_SIZE;
+    let page = query_workloads(&state.pool, &filter).await?;
+    let given = |name: &str| params.get(name).cloned().unwrap_or_default();
+    let filters: Vec<(&str, String)> = ["source", "namespace", "kind", "stage", "q"]
+        .into_iter()
+        .filter_map(|name| params.get(name).map(|value| (name, value.clone())))
+        .collect();
+    let link = |cursor: &str, id: &String| {
+        let mut pairs = filters.clone();
+        pairs.push((cursor, id.clone()));
+        format!("/workloads{}", query_string(&pairs))
+    };
+    let view = WorkloadsPage {
+        ctx: PageContext::new("Workloads").active("/workloads"),
+        next_href: page.next.as_ref().map(|id| link("after", id)),
+        previous_href: page.previous.as_ref().map(|id| link("before", id)),
+        page,
+        sources: source_views(&state).await?,
+        namespaces: query::namespaces(&state.pool).await?,
+        kinds: KINDS,
+        stages: Stage::ALL.iter().map(|s| s.as_str()).collect(),
+        source: given("source"),
+        namespace: given("namespace"),
+        kind: given("kind"),
+        stage: given("stage"),
+        q: given("q"),
+        filtered: !filters.is_empty(),
+    };
+    Ok(Html(view.render().map_err(anyhow::Error::from)?))
+}
+
+/// One key / value of a label or annotation map, as text.
+pub struct Pair {
+    pub key: String,
+    pub value: String,
+}
+
+fn pairs(map: &Value) -> Vec<Pair> {
+    map.as_object()
+        .map(|object| {
+            object
+                .iter()
+                .map(|(key, value)| Pair {
+                    key: key.clone(),
+                    value: value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A failed check with its evidence and the fix for the workload's source.
+pub struct FailView {
+    pub check_id: &'static str,
+    pub title: &'static str,
+    pub severity: &'static str,
+    pub container: Option<String>,
+    pub message: String,
+    /// `(JSON pointer, value as written)`; the value is empty when the field is absent.
+    pub evidence: Vec<(String, String)>,
+    pub fix_summary: &'static str,
+    pub fix: Option<&'static str>,
+}
+
+/// The posture of a workload, computed now from its stored documents.
+pub struct PostureView {
+    /// Which document was judged (`the declared Deployment`, `container web-1`).
+    pub basis: String,
+    pub fails: Vec<FailView>,
+    pub passed: usize,
+    pub unknown: usize,
+    pub not_applicable: usize,
+    pub pss_level: &'static str,
+    pub pss_basis: &'static str,
+    pub pss_policy_version: &'static str,
+    /// The controls that keep the workload from the next PSS level.
+    pub pss_blocking: Vec<String>,
+    /// Whether `secrets.env_literal` was left out (stored env values are redacted).
+    pub env_literal_skipped: bool,
+}
+
+/// What the posture section shows: a result, or why there is none.
+pub enum Posture {
+    Judged(PostureView),
+    Unavailable(String),
+}
+
+/// Evaluates the catalog on the newest stored document of the workload: the declared
+/// controller for Kubernetes when known, else the newest instance (a pod or a container's
+/// inspect document). Environment values are redacted in storage, so `secrets.env_literal`
+/// cannot be judged here and is left out.
+fn posture_of(detail: &WorkloadDetail, declared: Option<&Value>) -> Posture {
+    let docker = detail.workload.source_kind == "docker";
+    let newest = detail
+        .instances
+        .iter()
+        .find(|i| i.removed_at.is_none())
+        .or(detail.instances.first());
+    let (document, basis) = match (docker, declared, newest) {
+        (false, Some(declared), _) => (
+            declared,
+            format!("the declared {}", detail.workload.kind),
+        ),
+        (_, _, Some(instance)) => (
+            &instance.raw,
+            format!(
+                "{} {}",
+                if docker { "container" } else { "pod" },
+                instance.name
+            ),
+        ),
+        _ => {
+            return Posture::Unavailable(
+                "nothing stored to judge: no declared object and no instance".into(),
+            )
+        }
+    };
+    let adapted = if docker {
+        posture::docker::adapt(document)
+    } else {
+        posture::kubernetes::adapt(document)
+    };
+    let spec = match adapted {
+        Ok(spec) => spec,
+        Err(err) => return Posture::Unavailable(format!("the stored document cannot be read: {err}")),
+    };
+    let report = posture::evaluate(&spec, &posture::Context::default());
+    let (mut passed, mut unknown, mut not_applicable) = (0, 0, 0);
+    let mut fails = Vec::new();
+    let mut env_literal_skipped = false;
+    for (result, evidence) in report.iter() {
+        if result.check == CheckId::SecretsEnvLiteral {
+            env_literal_skipped = true;
+            continue;
+        }
+        match result.outcome {
+            Outcome::Pass => passed += 1,
+            Outcome::Unknown => unknown += 1,
+            Outcome::NotApplicable => not_applicable += 1,
+            Outcome::Fail => {
+                let meta = result.meta();
+                fails.push((
+                    result.severity,
+                    FailView {
+                        check_id: meta.id,
+                        title: meta.title,
+                        severity: result.severity.as_str(),
+                        container: result.container.map(str::to_string),
+                        message: result.message.to_string(),
+                        evidence: evidence
+                            .iter()
+                            .map(|e| {
+                                let raw = if e.raw.is_absent() {
+                                    String::new()
+                                } else {
+                                    e.raw.to_string()
+                                };
+                                (e.pointer.to_string(), raw)
+                            })
+                            .collect(),
+                        fix_summary: meta.remediation.summary,
+                        fix: if docker {
+                            meta.remediation.docker
+                        } else {
+                            meta.remediation.kubernetes
+                        },
+                    },
+                ))
+            }
+        }
+    }
+    fails.sort_by(|a, b| b.0.cmp(&a.0));
+    let assessment = pss::assess(&spec);
+    Posture::Judged(PostureView {
+        basis,
+        fails: fails.into_iter().map(|(_, view)| view).collect(),
+        passed,
+        unknown,
+        not_applicable,
+        pss_level: assessment.level.as_str(),
+        pss_basis: assessment.basis,
+        pss_policy_version: assessment.policy_version,
+        pss_blocking: assessment
+            .blocking
+            .iter()
+            .map(|v| match v.container {
+                Some(container) => format!("{} ({container}): {}", v.control, v.detail),
+                None => format!("{}: {}", v.control, v.detail),
+            })
+            .collect(),
+        env_literal_skipped,
+    })
+}
+
+/// One workload: identity, labels, instances, images, lifecycle timeline and posture.
+#[derive(Template)]
+#[template(path = "workload.html")]
+pub struct WorkloadDetailPage {
+    ctx: PageContext,
+    detail: WorkloadDetail,
+    uid: Option<String>,
+    labels: Vec<Pair>,
+    annotations: Vec<Pair>,
+    posture: Posture,
+    redacted: &'static str,
+}
+
+impl WorkloadDetailPage {
+    /// The breadcrumb label of the workload: `namespace/name` or `name`.
+    fn display_name(&self) -> String {
+        let w = &self.detail.workload;
+        if w.namespace.is_empty() {
+            w.name.clone()
+        } else {
+            format!("{}/{}", w.namespace, w.name)
+        }
+    }
+}
+
+async fn get_workload_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
+    let id = parse_id("the workload id", &id)?;
+    let not_found = || WebError::NotFound(format!("there is no workload {id}"));
+    let detail = workload_detail(&state.pool, id).await?.ok_or_else(not_found)?;
+    let extras = query::extras(&state.pool, id).await?.ok_or_else(not_found)?;
+    let posture = posture_of(&detail, extras.declared.as_ref());
+    let page = WorkloadDetailPage {
+        ctx: PageContext::new(format!("{} · Workloads", detail.workload.name))
+            .active("/workloads"),
+        labels: pairs(&detail.workload.labels),
+        annotations: pairs(&extras.annotations),
+        uid: extras.uid,
+        detail,
+        posture,
+        redacted: redact::REDACTED,
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }
 
 #[cfg(test)]
