@@ -117,7 +117,11 @@ async fn exists_beyond(
         QueryBuilder::new("select exists (select 1 from workloads w");
     push_filters(&mut query, filter);
     query
-        .push(if above { " and w.id > " } else { " and w.id < " })
+        .push(if above {
+            " and w.id > "
+        } else {
+            " and w.id < "
+        })
         .push_bind(id)
         .push(")");
     query.build_query_scalar().fetch_one(pool).await
@@ -342,4 +346,3 @@ pub async fn workload_detail(
         history,
     }))
 }
-

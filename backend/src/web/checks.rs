@@ -191,8 +191,8 @@ impl From<&'static CheckMeta> for CheckRow {
             meta,
             severity: meta.severity.as_str(),
             threat: meta.threat.label(),
-            stages: join(meta.stages.iter().map(|s| name(s)).collect()),
-            layers: join(meta.layers.iter().map(|l| name(l)).collect()),
+            stages: join(meta.stages.iter().map(name).collect()),
+            layers: join(meta.layers.iter().map(name).collect()),
             sources: match meta.sources {
                 catalog::Sources::Both => "Docker and Kubernetes",
                 catalog::Sources::Docker => "Docker",
@@ -230,8 +230,8 @@ pub struct CheckPage {
 }
 
 async fn get_check_page(Path(id): Path<String>) -> Result<Html<String>, WebError> {
-    let meta =
-        catalog::find(&id).ok_or_else(|| WebError::NotFound(format!("there is no check {id:?}")))?;
+    let meta = catalog::find(&id)
+        .ok_or_else(|| WebError::NotFound(format!("there is no check {id:?}")))?;
     let page = CheckPage {
         ctx: PageContext::new(format!("{} · Checks", meta.id)).active("/checks"),
         check: CheckRow::from(meta),

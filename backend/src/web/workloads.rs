@@ -25,8 +25,8 @@ pub use crate::inventory::query::{
     WorkloadPage, WorkloadSummary, KINDS,
 };
 use crate::inventory::{query, redact};
-use crate::posture::{self, pss, CheckId, Outcome};
 use crate::lifecycle::Stage;
+use crate::posture::{self, pss, CheckId, Outcome};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -262,10 +262,7 @@ fn posture_of(detail: &WorkloadDetail, declared: Option<&Value>) -> Posture {
         .find(|i| i.removed_at.is_none())
         .or(detail.instances.first());
     let (document, basis) = match (docker, declared, newest) {
-        (false, Some(declared), _) => (
-            declared,
-            format!("the declared {}", detail.workload.kind),
-        ),
+        (false, Some(declared), _) => (declared, format!("the declared {}", detail.workload.kind)),
         (_, _, Some(instance)) => (
             &instance.raw,
             format!(
@@ -287,7 +284,9 @@ fn posture_of(detail: &WorkloadDetail, declared: Option<&Value>) -> Posture {
     };
     let spec = match adapted {
         Ok(spec) => spec,
-        Err(err) => return Posture::Unavailable(format!("the stored document cannot be read: {err}")),
+        Err(err) => {
+            return Posture::Unavailable(format!("the stored document cannot be read: {err}"))
+        }
     };
     let report = posture::evaluate(&spec, &posture::Context::default());
     let (mut passed, mut unknown, mut not_applicable) = (0, 0, 0);
@@ -334,7 +333,7 @@ fn posture_of(detail: &WorkloadDetail, declared: Option<&Value>) -> Posture {
             }
         }
     }
-    fails.sort_by(|a, b| b.0.cmp(&a.0));
+    fails.sort_by_key(|(severity, _)| std::cmp::Reverse(*severity));
     let assessment = pss::assess(&spec);
     Posture::Judged(PostureView {
         basis,
@@ -388,12 +387,15 @@ async fn get_workload_page(
 ) -> Result<Html<String>, WebError> {
     let id = parse_id("the workload id", &id)?;
     let not_found = || WebError::NotFound(format!("there is no workload {id}"));
-    let detail = workload_detail(&state.pool, id).await?.ok_or_else(not_found)?;
-    let extras = query::extras(&state.pool, id).await?.ok_or_else(not_found)?;
+    let detail = workload_detail(&state.pool, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let extras = query::extras(&state.pool, id)
+        .await?
+        .ok_or_else(not_found)?;
     let posture = posture_of(&detail, extras.declared.as_ref());
     let page = WorkloadDetailPage {
-        ctx: PageContext::new(format!("{} · Workloads", detail.workload.name))
-            .active("/workloads"),
+        ctx: PageContext::new(format!("{} · Workloads", detail.workload.name)).active("/workloads"),
         labels: pairs(&detail.workload.labels),
         annotations: pairs(&extras.annotations),
         uid: extras.uid,

@@ -137,7 +137,10 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
         ["build", "store", "deploy", "run", "update", "retire"]
     );
     assert_eq!(texts(&document, ".stage-counts td"), ["0"; 6]);
-    assert_eq!(texts(&document, "nav.mainnav a"), ["Overview", "Workloads", "Checks", "Sources"]);
+    assert_eq!(
+        texts(&document, "nav.mainnav a"),
+        ["Overview", "Workloads", "Checks", "Sources"]
+    );
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -152,7 +155,10 @@ async fn the_overview_counts_workloads_by_stage_and_shows_each_source(pool: PgPo
     assert_eq!(texts(&document, "svg.chart .stage-run .chart-value"), ["7"]);
     let status = texts(&document, ".source-status li").join(" ");
     assert!(status.contains("bulk"), "{status}");
-    assert!(status.contains("stale") || status.contains("down"), "{status}");
+    assert!(
+        status.contains("stale") || status.contains("down"),
+        "{status}"
+    );
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -181,16 +187,25 @@ async fn the_workload_list_filters_and_pages_through_every_workload(pool: PgPool
     assert!(attr(&back, "a[rel=prev]", "href").is_none());
 
     // Filters as the form submits them: empty fields mean "any", links keep the filters.
-    let filtered = page(&app, "/workloads?q=app-0&source=&namespace=billing&kind=Deployment&stage=run").await;
+    let filtered = page(
+        &app,
+        "/workloads?q=app-0&source=&namespace=billing&kind=Deployment&stage=run",
+    )
+    .await;
     let names = texts(&filtered, "table.workloads tbody tr td:first-child a");
     assert_eq!(names.len(), 30);
     assert!(names.iter().all(|n| n.starts_with("app-0")));
-    assert_eq!(attr(&filtered, "#f-namespace", "value").as_deref(), Some("billing"));
+    assert_eq!(
+        attr(&filtered, "#f-namespace", "value").as_deref(),
+        Some("billing")
+    );
     assert_eq!(texts(&filtered, "#f-stage option[selected]"), ["run"]);
     assert!(attr(&filtered, "a[rel=next]", "href").is_none());
 
     let none = page(&app, "/workloads?stage=retire").await;
-    assert!(texts(&none, ".empty-state").join(" ").contains("No workload matches"));
+    assert!(texts(&none, ".empty-state")
+        .join(" ")
+        .contains("No workload matches"));
     assert_eq!(app.get("/workloads?stage=sailing").await.status(), 400);
 }
 
@@ -201,7 +216,10 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
     let ids = seed_deployments(&pool, 1).await;
     let app = TestApp::spawn(pool).await;
     let document = page(&app, &format!("/workloads/{}", ids[0])).await;
-    assert_eq!(texts(&document, "main h1")[0].split_whitespace().next(), Some("app-000"));
+    assert_eq!(
+        texts(&document, "main h1")[0].split_whitespace().next(),
+        Some("app-000")
+    );
     assert_eq!(
         texts(&document, ".breadcrumbs li"),
         ["Overview", "Workloads", "shop/app-000"]
@@ -209,7 +227,10 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
     let timeline = texts(&document, ".timeline li");
     assert_eq!(timeline.len(), 1, "{timeline:?}");
     assert!(timeline[0].contains("(new) → run"), "{timeline:?}");
-    assert!(timeline[0].contains("seeded by the console test"), "{timeline:?}");
+    assert!(
+        timeline[0].contains("seeded by the console test"),
+        "{timeline:?}"
+    );
     assert!(timeline[0].contains("after: sha256:aaaa"), "{timeline:?}");
 
     let fails = texts(&document, ".fail .fail-head");
@@ -217,9 +238,15 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
         .iter()
         .find(|f| f.contains("priv.privileged"))
         .expect("the privileged container fails priv.privileged");
-    assert!(privileged.to_lowercase().contains("critical"), "{privileged}");
+    assert!(
+        privileged.to_lowercase().contains("critical"),
+        "{privileged}"
+    );
     let fixes = texts(&document, ".fail .fix pre").join("\n");
-    assert!(fixes.contains("privileged"), "the Kubernetes fix is shown: {fixes}");
+    assert!(
+        fixes.contains("privileged"),
+        "the Kubernetes fix is shown: {fixes}"
+    );
     assert!(texts(&document, ".pss").contains(&"privileged".to_string()));
 
     // The label is text, never markup.
@@ -238,7 +265,9 @@ async fn the_check_catalog_lists_every_check_and_explains_each(pool: PgPool) {
     let catalog = page(&app, "/checks").await;
     let rows = texts(&catalog, "table.checks tbody tr");
     assert_eq!(rows.len(), harbormaster::posture::CATALOG.len());
-    assert!(texts(&catalog, "table.checks .sev").iter().all(|s| !s.is_empty()));
+    assert!(texts(&catalog, "table.checks .sev")
+        .iter()
+        .all(|s| !s.is_empty()));
 
     let check = page(&app, "/checks/priv.privileged").await;
     assert!(texts(&check, "main h1")[0].contains("priv.privileged"));
@@ -251,19 +280,28 @@ async fn the_check_catalog_lists_every_check_and_explains_each(pool: PgPool) {
 async fn the_sources_page_shows_each_source_status_and_last_error(pool: PgPool) {
     let empty = TestApp::spawn(pool.clone()).await;
     let document = page(&empty, "/sources").await;
-    assert!(texts(&document, ".empty-state").join(" ").contains("HARBORMASTER_DOCKER"));
+    assert!(texts(&document, ".empty-state")
+        .join(" ")
+        .contains("HARBORMASTER_DOCKER"));
     drop(empty);
 
     let id = sources::ensure(&pool, "docker", "edge", "tcp://edge:2376")
         .await
         .unwrap();
-    sources::mark_down(&pool, id, "connection refused <b>").await.unwrap();
+    sources::mark_down(&pool, id, "connection refused <b>")
+        .await
+        .unwrap();
     let app = TestApp::spawn(pool).await;
     let document = page(&app, "/sources").await;
     let row = texts(&document, "table.sources tbody tr");
     assert_eq!(row.len(), 1);
     assert!(row[0].contains("down"), "{row:?}");
-    assert_eq!(texts(&document, "table.sources .error-cell")[0].split(" (").next(), Some("connection refused <b>"));
+    assert_eq!(
+        texts(&document, "table.sources .error-cell")[0]
+            .split(" (")
+            .next(),
+        Some("connection refused <b>")
+    );
 }
 
 fn docker(args: &[&str]) -> String {
@@ -310,10 +348,22 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     };
     let web = format!("{}-web", containers.prefix);
     let label = format!("x={SCRIPT_LABEL}");
-    docker(&["run", "-d", "--name", &web, "--label", &label, "--user", "0", IMAGE, "sleep", "3600"]);
+    docker(&[
+        "run", "-d", "--name", &web, "--label", &label, "--user", "0", IMAGE, "sleep", "3600",
+    ]);
     let priv_name = format!("{}-priv", containers.prefix);
-    docker(&["create", "--name", &priv_name, "--privileged", IMAGE, "sleep", "3600"]);
-    let source = sources::ensure(&pool, "docker", LOCAL, LOCAL).await.unwrap();
+    docker(&[
+        "create",
+        "--name",
+        &priv_name,
+        "--privileged",
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let source = sources::ensure(&pool, "docker", LOCAL, LOCAL)
+        .await
+        .unwrap();
     let collector = Collector::connect(
         pool.clone(),
         &parse_docker_endpoint(LOCAL, None),
@@ -349,7 +399,10 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         .click()
         .await
         .unwrap();
-    let rows = client.find_all(Locator::Css("table.workloads tbody tr")).await.unwrap();
+    let rows = client
+        .find_all(Locator::Css("table.workloads tbody tr"))
+        .await
+        .unwrap();
     assert!(!rows.is_empty());
     client
         .find(Locator::Css("a[rel=prev]"))
@@ -384,7 +437,12 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         names
     };
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(client.current_url().await.unwrap().as_str().contains("q=hm-test-console-"));
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("q=hm-test-console-"));
     browser.screenshot("console-workloads-filtered").await;
 
     // The labelled container: its timeline, its posture, and the label as inert text.
@@ -400,7 +458,10 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     let posture = client.find(Locator::Css("#posture")).await.unwrap();
     assert!(posture.is_displayed().await.unwrap());
     let failed = client.find_all(Locator::Css(".fail")).await.unwrap();
-    assert!(!failed.is_empty(), "a root busybox without limits fails checks");
+    assert!(
+        !failed.is_empty(),
+        "a root busybox without limits fails checks"
+    );
     let shown = client
         .execute(
             "return Array.from(document.querySelectorAll('td.label-value')).map(e => e.textContent);",
@@ -421,7 +482,10 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         .unwrap();
     let scripts = scripts.as_array().unwrap();
     assert_eq!(scripts.len(), 1, "{scripts:?}");
-    assert!(scripts[0].as_str().unwrap().contains("/js/app"), "{scripts:?}");
+    assert!(
+        scripts[0].as_str().unwrap().contains("/js/app"),
+        "{scripts:?}"
+    );
     // No alert opened: with an open dialog, WebDriver refuses to read the page.
     assert!(matches!(
         client.get_alert_text().await,
