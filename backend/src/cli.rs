@@ -1,12 +1,15 @@
 //! The command line: `harbormaster serve | migrate | …`. Each command loads the configuration,
 //! then calls the library.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::auth::audit::{self, Actor, Outcome};
+use crate::auth::{self, tokens, users};
 use crate::config::{Config, RawSettings};
 use crate::db::{Database, Role};
 use crate::startup::{shutdown_signal, Application};
@@ -42,6 +45,12 @@ pub enum Command {
     /// Scan Kubernetes manifests and `docker inspect` output offline (no database): the
     /// build-stage gate for CI.
     Scan(ScanArgs),
+    /// Manage the console's users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens (for CI, scripts and Prometheus).
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 /// `harbormaster scan PATH... [--format table|json|sarif] [--fail-on SEVERITY]
@@ -107,6 +116,41 @@ pub enum ScanProfile {
     Restricted,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. There is no default password: pipe one in with --password-stdin (at least
+    /// 12 characters), e.g. `printf '%s' "$PW" | harbormaster user add alice --role admin --password-stdin`.
+    Add {
+        /// The user name: letters, digits, '.', '_', '@' or '-'.
+        name: String,
+        /// viewer (read), responder (incidents, isolate / restore, waiver requests) or admin.
+        #[arg(long)]
+        role: auth::Role,
+        /// Read the password from standard input (one trailing newline is dropped).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it once (only its hash is kept).
+    Create {
+        /// A name for the token, unique among live tokens (e.g. ci, prometheus).
+        #[arg(long)]
+        name: String,
+        /// viewer, responder, admin, or ci (may only post build and registry events).
+        #[arg(long)]
+        role: auth::Role,
+    },
+    /// List the tokens (never their values).
+    List,
+    /// Revoke the live token with this name.
+    Revoke { name: String },
+}
+
 /// Parses the command line, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -135,12 +179,18 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.settings)?;
-    telemetry::init(config.log_format);
+    let filter = match cli.command {
+        Command::Serve => telemetry::SERVER_FILTER,
+        _ => telemetry::COMMAND_FILTER,
+    };
+    telemetry::init(config.log_format, filter);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::Import { paths } => import(config, &paths).await,
         Command::Scan(ref args) => Ok(scan(args)),
+        Command::User(command) => user_command(config, command).await,
+        Command::Token(command) => token_command(config, command).await,
     }
 }
 
@@ -247,4 +297,172 @@ async fn import(config: Config, paths: &[std::path::PathBuf]) -> anyhow::Result<
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Who a command acts as in the audit log, with the operating-system user that ran it.
+fn cli_details(extra: serde_json::Value) -> serde_json::Value {
+    let mut details = serde_json::Map::new();
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        if !user.is_empty() {
+            details.insert("os_user".into(), user.into());
+        }
+    }
+    if let serde_json::Value::Object(extra) = extra {
+        details.extend(extra);
+    }
+    serde_json::Value::Object(details)
+}
+
+/// The password piped to standard input, without its trailing newline.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password
+        .strip_suffix('\n')
+        .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
+        .unwrap_or(&password);
+    Ok(password.to_string())
+}
+
+fn when(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map_or_else(
+        || "never".to_string(),
+        |at| at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<ExitCode> {
+    if let UserCommand::Add {
+        password_stdin: false,
+        ..
+    } = command
+    {
+        anyhow::bail!(
+            "no password given: there is no default password and no prompt; pipe one in with \
+             --password-stdin, e.g. printf '%s' \"$PASSWORD\" | harbormaster user add NAME --role ROLE --password-stdin"
+        );
+    }
+    let password = match &command {
+        UserCommand::Add { .. } => Some(password_from_stdin()?),
+        UserCommand::List => None,
+    };
+    let database = Database::open(&config, Role::Command).await?;
+    let result = async {
+        match command {
+            UserCommand::Add { name, role, .. } => {
+                let password = password.unwrap_or_default();
+                let mut tx = database.pool.begin().await?;
+                let user = users::create(&mut *tx, &name, role, &password).await?;
+                audit::record(
+                    &mut *tx,
+                    Actor::system("cli"),
+                    "user.create",
+                    &format!("user {}", user.name),
+                    Outcome::Success,
+                    None,
+                    cli_details(serde_json::json!({ "role": user.role })),
+                )
+                .await?;
+                tx.commit().await?;
+                println!("created user {} with the {} role", user.name, user.role);
+            }
+            UserCommand::List => {
+                let users = users::list(&database.pool).await?;
+                if users.is_empty() {
+                    println!("no users yet; add one with `harbormaster user add NAME --role admin --password-stdin`");
+                } else {
+                    println!("{:<32} {:<10} {:<9} LAST SIGN-IN", "NAME", "ROLE", "STATUS");
+                    for user in users {
+                        let status = if user.disabled { "disabled" } else { "active" };
+                        println!(
+                            "{:<32} {:<10} {:<9} {}",
+                            user.name,
+                            user.role,
+                            status,
+                            when(user.last_login_at)
+                        );
+                    }
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    database.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token_command(config: Config, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    let database = Database::open(&config, Role::Command).await?;
+    let result = async {
+        match command {
+            TokenCommand::Create { name, role } => {
+                let mut tx = database.pool.begin().await?;
+                let created = tokens::create(&mut *tx, &name, role, "cli").await?;
+                audit::record(
+                    &mut *tx,
+                    Actor::system("cli"),
+                    "token.create",
+                    &format!("token {}", created.token.name),
+                    Outcome::Success,
+                    None,
+                    cli_details(serde_json::json!({ "role": created.token.role })),
+                )
+                .await?;
+                tx.commit().await?;
+                eprintln!(
+                    "created token {} with the {} role; it is shown only this once, store it now:",
+                    created.token.name, created.token.role
+                );
+                println!("{}", created.secret);
+            }
+            TokenCommand::List => {
+                let tokens = tokens::list(&database.pool).await?;
+                println!(
+                    "{:<32} {:<10} {:<8} {:<20} LAST USED",
+                    "NAME", "ROLE", "STATUS", "CREATED"
+                );
+                for token in tokens {
+                    let status = if token.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "live"
+                    };
+                    println!(
+                        "{:<32} {:<10} {:<8} {:<20} {}",
+                        token.name,
+                        token.role,
+                        status,
+                        when(Some(token.created_at)),
+                        when(token.last_used_at)
+                    );
+                }
+            }
+            TokenCommand::Revoke { name } => {
+                let mut tx = database.pool.begin().await?;
+                let token = tokens::revoke_by_name(&mut *tx, &name, "cli").await?;
+                audit::record(
+                    &mut *tx,
+                    Actor::system("cli"),
+                    "token.revoke",
+                    &format!("token {}", token.name),
+                    Outcome::Success,
+                    None,
+                    cli_details(serde_json::json!({ "role": token.role })),
+                )
+                .await?;
+                tx.commit().await?;
+                println!("revoked token {}", token.name);
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    database.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -144,6 +144,21 @@ const KUBE_CONTEXTS: Setting = Setting::new(
     Some("HARBORMASTER_KUBE_CONTEXTS"),
     "kubernetes.contexts",
 );
+const SESSION_IDLE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_SESSION_IDLE_MINUTES"),
+    "auth.session_idle_minutes",
+);
+const SESSION_ABSOLUTE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_SESSION_ABSOLUTE_HOURS"),
+    "auth.session_absolute_hours",
+);
+const TRUSTED_PROXIES: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_TRUSTED_PROXIES"),
+    "auth.trusted_proxies",
+);
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -194,6 +209,16 @@ pub struct FileConfig {
     pub docker: FileDocker,
     #[serde(default)]
     pub kubernetes: FileKubernetes,
+    #[serde(default)]
+    pub auth: FileAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    pub session_idle_minutes: Option<u64>,
+    pub session_absolute_hours: Option<u64>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +291,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Sign-in sessions and how the client address is found.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// A session unused for this long is over (default 8 h).
+    pub session_idle: Duration,
+    /// A session is over this long after sign-in, however busy (default 7 days).
+    pub session_absolute: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. Empty (the default): the header is
+    /// ignored and the client address is the TCP peer's, since anyone can send the header.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -294,6 +331,7 @@ pub struct Config {
     /// Running in a pod with a service account and no kubeconfig configured: collect the pod's
     /// own cluster.
     pub kube_in_cluster: bool,
+    pub auth: AuthConfig,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -477,6 +515,34 @@ impl Config {
             None => file.kubernetes.contexts.unwrap_or_default(),
         };
 
+        let auth = AuthConfig {
+            session_idle: Duration::from_secs(
+                60 * number(
+                    &SESSION_IDLE,
+                    env(&SESSION_IDLE),
+                    file.auth.session_idle_minutes,
+                    8 * 60,
+                    1..=30 * 24 * 60,
+                )?,
+            ),
+            session_absolute: Duration::from_secs(
+                3600 * number(
+                    &SESSION_ABSOLUTE,
+                    env(&SESSION_ABSOLUTE),
+                    file.auth.session_absolute_hours,
+                    7 * 24,
+                    1..=365 * 24,
+                )?,
+            ),
+            trusted_proxies: match env(&TRUSTED_PROXIES) {
+                Some(list) => split_list(&list),
+                None => file.auth.trusted_proxies.unwrap_or_default(),
+            }
+            .iter()
+            .map(|text| parse_proxy(text))
+            .collect::<Result<_, _>>()?,
+        };
+
         Ok(Self {
             bind,
             database,
@@ -494,6 +560,7 @@ impl Config {
             kubeconfig,
             kube_contexts,
             kube_in_cluster,
+            auth,
             config_file,
         })
     }
@@ -515,6 +582,11 @@ impl Config {
                 self.data_dir.join("postgres").display()
             ),
         }
+    }
+
+    /// Whether the console is served over TLS, so cookies must be `Secure`.
+    pub fn serves_tls(&self) -> bool {
+        self.public_url.starts_with("https://")
     }
 
     /// A configuration for tests: embedded database settings off, no collectors, everything else
@@ -650,6 +722,19 @@ pub fn parse_docker_endpoint(endpoint: &str, default_tls: Option<&DockerTls>) ->
         address: address.to_string(),
         tls,
     }
+}
+
+/// One trusted proxy: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            ConfigError::new(
+                &TRUSTED_PROXIES,
+                format!("'{text}' is not an IP address or network; expected e.g. 10.0.0.7 or 10.0.0.0/8"),
+            )
+        })
 }
 
 fn validate_docker_endpoint(endpoint: &str) -> Result<(), ConfigError> {
@@ -909,6 +994,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("HARBORMASTER_RETIRE_GRACE_SECS"));
+    }
+
+    #[test]
+    fn sessions_and_trusted_proxies_have_safe_defaults_and_are_checked() {
+        let config = load(&raw(), FileConfig::default(), &[]).unwrap();
+        assert_eq!(config.auth.session_idle, Duration::from_secs(8 * 3600));
+        assert_eq!(
+            config.auth.session_absolute,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert!(
+            config.auth.trusted_proxies.is_empty(),
+            "X-Forwarded-For is not believed unless asked"
+        );
+        assert!(!config.serves_tls());
+
+        let config = load(
+            &raw(),
+            FileConfig::default(),
+            &[
+                ("HARBORMASTER_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
+                ("HARBORMASTER_SESSION_IDLE_MINUTES", "30"),
+                ("HARBORMASTER_PUBLIC_URL", "https://hm.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.auth.trusted_proxies.len(), 2);
+        assert_eq!(config.auth.session_idle, Duration::from_secs(1800));
+        assert!(config.serves_tls());
+
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_TRUSTED_PROXIES", "proxy.local")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HARBORMASTER_TRUSTED_PROXIES"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Data flows one way: collectors → inventory → lifecycle / posture / ownership → web console and
 //! API, incidents and reviews. See the README for the domain and the contracts.
 
+pub mod auth;
 pub mod cli;
 pub mod collect;
 pub mod config;

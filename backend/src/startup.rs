@@ -14,13 +14,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::db::{Database, Role};
-use crate::web::{self, AppState};
+use crate::web::{self, AppState, RoutePolicy};
 
 /// The server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     extra_routes: Option<Router<AppState>>,
+    extra_policies: Vec<RoutePolicy>,
     database: Option<Database>,
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -32,6 +33,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = Database::open(&config, Role::Server).await?;
         let pool = database.pool.clone();
+        // No user yet: print the one-time link that creates the first admin.
+        crate::auth::setup::announce_if_needed(&pool, &config.public_url)
+            .await
+            .context("checking for a first user")?;
         Self::assemble(config, pool, Some(database)).await
     }
 
@@ -51,12 +56,15 @@ impl Application {
                 config.bind
             )
         })?;
+        // The first sign-in with an unknown name should not pay for this.
+        tokio::task::spawn_blocking(crate::auth::password::warm_up);
         let cancel = CancellationToken::new();
         let state = AppState::new(Arc::new(config), pool, cancel.clone());
         Ok(Self {
             listener,
             state,
             extra_routes: None,
+            extra_policies: Vec::new(),
             database,
             tasks: TaskTracker::new(),
             cancel,
@@ -70,6 +78,17 @@ impl Application {
             None => routes,
         });
         self
+    }
+
+    /// Adds routes with their entries in the route table (tests use it for instrumented
+    /// mutating routes, which are refused without one).
+    pub fn merge_routes_with_policies(
+        mut self,
+        routes: Router<AppState>,
+        policies: Vec<RoutePolicy>,
+    ) -> Self {
+        self.extra_policies.extend(policies);
+        self.merge_routes(routes)
     }
 
     /// The address actually bound (port 0 in tests becomes a real port).
@@ -93,12 +112,13 @@ impl Application {
             listener,
             state,
             extra_routes,
+            extra_policies,
             database,
             tasks,
             cancel,
         } = self;
 
-        let app = web::router(state.clone(), extra_routes);
+        let app = web::router(state.clone(), extra_routes, extra_policies);
         start_background(&state, &tasks, &cancel);
         tasks.close();
 

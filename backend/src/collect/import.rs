@@ -4,7 +4,7 @@
 //!
 //! Lenient: unknown fields are ignored, a missing name is replaced, and each document that
 //! cannot be used is reported with its file and index while the rest is imported. `docker
-//! inspect` output is recognised and reported (its mapping arrives with the Docker collector).
+//! inspect` and `docker image inspect` output goes through the Docker collector's mapping.
 //! An import adds to what earlier imports brought; nothing is retired by leaving it out.
 
 use std::fmt;
@@ -21,8 +21,14 @@ use crate::inventory::sources;
 /// The source kind and name imports are stored under.
 pub const SOURCE_KIND: &str = "file";
 pub const SOURCE_NAME: &str = "import";
-/// What a `docker inspect` document is told for now.
-pub const DOCKER_INSPECT_PENDING: &str = "docker inspect import arrives with the Docker collector";
+/// Everything taken from the files: Kubernetes objects, and `docker inspect` / `docker image
+/// inspect` documents, which go through the Docker collector's own mapping.
+#[derive(Debug, Default)]
+pub struct Intake {
+    pub objects: Objects,
+    pub containers: Vec<Value>,
+    pub images: Vec<Value>,
+}
 
 /// Where a document sits: its file, its 1-based position, and the item of a `List`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +53,7 @@ impl fmt::Display for Location {
 pub enum Outcome {
     /// Taken into the inventory as `kind namespace/name`.
     Imported { kind: String, name: String },
-    /// Understood but not collected (another kind, or docker inspect for now).
+    /// Understood but not collected (another kind).
     Skipped(String),
     /// Not usable: malformed, no kind.
     Failed(String),
@@ -125,9 +131,14 @@ fn is_docker_inspect(value: &Value) -> bool {
     value.get("Id").is_some() && value.get("Config").is_some()
 }
 
-/// Takes one parsed document (an object, a `List`, or a JSON array) into `objects`.
+/// A container's inspect document has a state and host configuration; an image's does not.
+fn is_docker_container(value: &Value) -> bool {
+    value.get("State").is_some() || value.get("HostConfig").is_some()
+}
+
+/// Takes one parsed document (an object, a `List`, or a JSON array) into `intake`.
 pub fn take_document(
-    objects: &mut Objects,
+    intake: &mut Intake,
     location: Location,
     value: Value,
     reports: &mut Vec<DocumentReport>,
@@ -141,7 +152,7 @@ pub fn take_document(
                     item: Some(index),
                     ..location.clone()
                 };
-                take_object(objects, location, item, reports);
+                take_object(intake, location, item, reports);
             }
         }
         Value::Object(ref map)
@@ -162,10 +173,10 @@ pub fn take_document(
                     item: Some(index),
                     ..location.clone()
                 };
-                take_object(objects, location, item, reports);
+                take_object(intake, location, item, reports);
             }
         }
-        Value::Object(_) => take_object(objects, location, value, reports),
+        Value::Object(_) => take_object(intake, location, value, reports),
         other => reports.push(report(
             location,
             Outcome::Failed(format!("expected an object, found {}", type_name(&other))),
@@ -185,13 +196,33 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 fn take_object(
-    objects: &mut Objects,
+    intake: &mut Intake,
     location: Location,
     mut value: Value,
     reports: &mut Vec<DocumentReport>,
 ) {
     let outcome = if is_docker_inspect(&value) {
-        Outcome::Skipped(DOCKER_INSPECT_PENDING.into())
+        if is_docker_container(&value) {
+            let name = crate::collect::docker::map::container_name(&value);
+            intake.containers.push(value);
+            Outcome::Imported {
+                kind: "Container".into(),
+                name,
+            }
+        } else {
+            let name = value
+                .get("RepoTags")
+                .and_then(|tags| tags.get(0))
+                .and_then(Value::as_str)
+                .or_else(|| value.get("Id").and_then(Value::as_str))
+                .unwrap_or_default()
+                .to_string();
+            intake.images.push(value);
+            Outcome::Imported {
+                kind: "Image".into(),
+                name,
+            }
+        }
     } else if !value.is_object() {
         Outcome::Failed(format!("expected an object, found {}", type_name(&value)))
     } else {
@@ -225,7 +256,7 @@ fn take_object(
             value["metadata"]["namespace"].as_str().unwrap_or_default(),
             value["metadata"]["name"].as_str().unwrap_or_default()
         );
-        match objects.insert(value) {
+        match intake.objects.insert(value) {
             Ok(kind) => Outcome::Imported {
                 kind: kind.as_str().into(),
                 name: display.trim_start_matches('/').to_string(),
@@ -242,10 +273,10 @@ fn take_object(
 /// Reads every file, maps what it holds and writes it under the `import` source.
 pub async fn import(pool: &PgPool, paths: &[PathBuf]) -> Result<ImportReport, sqlx::Error> {
     let mut report = ImportReport::default();
-    let mut objects = Objects::default();
+    let mut intake = Intake::default();
     for path in paths {
         match std::fs::read_to_string(path) {
-            Ok(text) => take_file(&mut objects, path, &text, &mut report.documents),
+            Ok(text) => take_file(&mut intake, path, &text, &mut report.documents),
             Err(err) => report.unreadable.push((path.clone(), err.to_string())),
         }
     }
@@ -258,6 +289,23 @@ pub async fn import(pool: &PgPool, paths: &[PathBuf]) -> Result<ImportReport, sq
         .collect::<Vec<_>>()
         .join(", ");
     let source_id = sources::ensure(pool, SOURCE_KIND, SOURCE_NAME, &endpoint).await?;
+    if !intake.containers.is_empty() || !intake.images.is_empty() {
+        let batch = crate::collect::docker::ingest::Batch {
+            containers: std::mem::take(&mut intake.containers),
+            images: std::mem::take(&mut intake.images),
+            reason: "imported from a file".into(),
+            ..Default::default()
+        };
+        // Not a full resync: an import adds to what earlier imports brought.
+        crate::collect::docker::ingest::ingest(
+            pool,
+            source_id,
+            batch,
+            std::time::Duration::from_secs(600),
+        )
+        .await?;
+    }
+    let objects = intake.objects;
     let mut snapshot = mapping::snapshot(&objects, false);
     // A file shows a declared state, not a rollout in progress.
     for workload in snapshot.workloads.values_mut() {
@@ -281,12 +329,7 @@ pub async fn import(pool: &PgPool, paths: &[PathBuf]) -> Result<ImportReport, sq
 }
 
 /// Takes every document of one file.
-pub fn take_file(
-    objects: &mut Objects,
-    path: &Path,
-    text: &str,
-    reports: &mut Vec<DocumentReport>,
-) {
+pub fn take_file(intake: &mut Intake, path: &Path, text: &str, reports: &mut Vec<DocumentReport>) {
     for (index, document) in split_documents(text).into_iter().enumerate() {
         let location = Location {
             file: path.to_path_buf(),
@@ -294,7 +337,7 @@ pub fn take_file(
             item: None,
         };
         match document {
-            Ok(value) => take_document(objects, location, value, reports),
+            Ok(value) => take_document(intake, location, value, reports),
             Err(message) => reports.push(DocumentReport {
                 location,
                 outcome: Outcome::Failed(message),
@@ -309,10 +352,10 @@ mod tests {
     use crate::collect::kubernetes::mapping::Kind;
 
     fn take(text: &str) -> (Objects, Vec<DocumentReport>) {
-        let mut objects = Objects::default();
+        let mut intake = Intake::default();
         let mut reports = Vec::new();
-        take_file(&mut objects, Path::new("x.yaml"), text, &mut reports);
-        (objects, reports)
+        take_file(&mut intake, Path::new("x.yaml"), text, &mut reports);
+        (intake.objects, reports)
     }
 
     #[test]
@@ -341,10 +384,27 @@ mod tests {
         assert!(matches!(&reports[2].outcome, Outcome::Failed(_)));
         assert_eq!(reports[2].location.item, Some(2));
 
-        let (_, reports) = take(r#"[{"Id": "abc", "Config": {"Image": "x"}}]"#);
+        let mut intake = Intake::default();
+        let mut reports = Vec::new();
+        take_file(
+            &mut intake,
+            Path::new("inspect.json"),
+            r#"[{"Id": "abc", "Name": "/web-1", "Config": {"Image": "x"}, "State": {"Running": true}},
+                {"Id": "sha256:def", "RepoTags": ["x:1"], "Config": {}}]"#,
+            &mut reports,
+        );
         assert_eq!(
             reports[0].outcome,
-            Outcome::Skipped(DOCKER_INSPECT_PENDING.into())
+            Outcome::Imported {
+                kind: "Container".into(),
+                name: "web-1".into()
+            }
+        );
+        assert_eq!(intake.containers.len(), 1);
+        assert_eq!(
+            intake.images.len(),
+            1,
+            "an image inspect document is an image"
         );
     }
 }

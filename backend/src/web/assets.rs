@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::extract::{Path, Query};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rust_embed::RustEmbed;
 use serde::Deserialize;
 
-use super::{AppState, WebError};
+use super::{AppState, RoutePolicy, WebError};
 
 #[derive(RustEmbed)]
 #[folder = "../static/"]
@@ -39,6 +39,9 @@ pub fn url(path: &str) -> String {
         }
     }
 }
+
+/// The sign-in page needs its stylesheet before anyone is signed in.
+pub const POLICIES: &[RoutePolicy] = &[RoutePolicy::public(Method::GET, "/static/{*path}")];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/static/{*path}", get(serve_static))

@@ -3,8 +3,11 @@
 //! filterable by `severity`, `threat`, `stage`, `layer` and `source`, keyset-paginated with
 //! `limit` and `after` (a check id; catalog order); `GET /api/v1/checks/{id}` returns one.
 
+use crate::auth::Role;
+use crate::web::RoutePolicy;
 use askama::Template;
 use axum::extract::{Path, Query};
+use axum::http::Method;
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +17,14 @@ use super::page::PageContext;
 use super::{AppState, WebError};
 use crate::posture::catalog::{self, CheckMeta, Layer, Severity, Stage, Threat, CATALOG};
 use crate::posture::pss;
+
+/// Who may call each route (see `crate::auth`).
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/checks", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/api/v1/checks/{id}", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/checks", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/checks/{id}", Role::Viewer),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -212,9 +223,9 @@ pub struct ChecksPage {
     pss_policy_version: &'static str,
 }
 
-async fn get_checks_page() -> Result<Html<String>, WebError> {
+async fn get_checks_page(ctx: PageContext) -> Result<Html<String>, WebError> {
     let page = ChecksPage {
-        ctx: PageContext::new("Checks").active("/checks"),
+        ctx: ctx.titled("Checks").active("/checks"),
         checks: CATALOG.iter().map(CheckRow::from).collect(),
         pss_policy_version: pss::POLICY_VERSION,
     };
@@ -229,11 +240,16 @@ pub struct CheckPage {
     check: CheckRow,
 }
 
-async fn get_check_page(Path(id): Path<String>) -> Result<Html<String>, WebError> {
+async fn get_check_page(
+    ctx: PageContext,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
     let meta = catalog::find(&id)
         .ok_or_else(|| WebError::NotFound(format!("there is no check {id:?}")))?;
     let page = CheckPage {
-        ctx: PageContext::new(format!("{} · Checks", meta.id)).active("/checks"),
+        ctx: ctx
+            .titled(format!("{} · Checks", meta.id))
+            .active("/checks"),
         check: CheckRow::from(meta),
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?))

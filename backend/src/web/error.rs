@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
 use super::page::PageContext;
+use crate::auth::Principal;
 
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +159,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         }
     }
     parts.extensions.remove::<ErrorInfo>();
+    let principal = parts.extensions.get::<Principal>();
     let body = if is_api {
         parts.headers.insert(
             header::CONTENT_TYPE,
@@ -165,8 +167,12 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         );
         Body::from(serde_json::to_vec(&ErrorBody { error: &info }).unwrap_or_default())
     } else {
+        let title = info.status.canonical_reason().unwrap_or("Error");
         let page = ErrorPage {
-            ctx: PageContext::new(info.status.canonical_reason().unwrap_or("Error")),
+            ctx: match principal {
+                Some(principal) => PageContext::for_principal(principal, title),
+                None => PageContext::new(title),
+            },
             status: info.status.as_u16(),
             reason: info
                 .status

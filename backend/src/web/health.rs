@@ -1,14 +1,21 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, RoutePolicy};
 use crate::db;
+
+/// Orchestrators and load balancers probe these without credentials.
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::public(Method::GET, "/healthz"),
+    RoutePolicy::public(Method::GET, "/readyz"),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()

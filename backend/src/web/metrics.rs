@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::AppState;
+use super::{AppState, RoutePolicy};
+use crate::auth::Role;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -119,6 +120,9 @@ fn escape(value: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// Prometheus scrapes with a viewer API token (`Authorization: Bearer hm_…`).
+pub const POLICIES: &[RoutePolicy] = &[RoutePolicy::role(Method::GET, "/metrics", Role::Viewer)];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(get_metrics))

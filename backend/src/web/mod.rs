@@ -2,7 +2,9 @@
 //! goes through. Each area owns its routes in its own module (`fn router() -> Router<AppState>`);
 //! this module merges them and adds the layers once.
 
+pub mod access;
 pub mod assets;
+pub mod auth;
 pub mod checks;
 pub mod error;
 pub mod health;
@@ -29,6 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+pub use access::{RequireRole, RoutePolicy};
 pub use error::WebError;
 
 /// What every handler can reach.
@@ -58,8 +61,29 @@ impl AppState {
 /// elsewhere, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The whole application: every area's routes, the fallback and the layers.
-pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
+/// The route table: who may call each route of every area (see [`crate::auth`]). Every route
+/// belongs here; a mutating route that is missing is refused.
+pub fn route_policies() -> Vec<RoutePolicy> {
+    [
+        health::POLICIES,
+        metrics::POLICIES,
+        assets::POLICIES,
+        overview::POLICIES,
+        auth::POLICIES,
+        checks::POLICIES,
+        sources::POLICIES,
+        workloads::POLICIES,
+    ]
+    .concat()
+}
+
+/// The whole application: every area's routes, the fallback and the layers. `extra` routes
+/// (tests) are merged beside the areas' and `extra_policies` added to the route table.
+pub fn router(
+    state: AppState,
+    extra: Option<Router<AppState>>,
+    extra_policies: Vec<RoutePolicy>,
+) -> Router {
     let mut routes = Router::new()
         .merge(health::router())
         .merge(metrics::router())
@@ -67,7 +91,8 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .merge(checks::router())
         .merge(overview::router())
         .merge(sources::router())
-        .merge(workloads::router());
+        .merge(workloads::router())
+        .merge(auth::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }
@@ -78,6 +103,16 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     // whole service, the fallback included.
     let routes = routes
         .fallback(error::not_found)
+        // Authentication sees the matched route (the route table is keyed by it).
+        .layer(axum::middleware::from_fn_with_state(
+            access::AccessState {
+                app: state.clone(),
+                table: Arc::new(access::RouteTable::new(
+                    [route_policies(), extra_policies].concat(),
+                )),
+            },
+            access::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::record,

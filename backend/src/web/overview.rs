@@ -4,16 +4,20 @@
 
 use askama::Template;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 
 use super::page::PageContext;
 use super::sources::{source_views, SourceView};
-use super::{AppState, WebError};
+use super::{AppState, RoutePolicy, WebError};
+use crate::auth::Role;
 use crate::db;
 use crate::inventory::query;
 use crate::lifecycle::Stage;
+
+pub const POLICIES: &[RoutePolicy] = &[RoutePolicy::role(Method::GET, "/", Role::Viewer)];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/", get(get_overview))
@@ -86,12 +90,15 @@ pub struct OverviewPage {
     kube_contexts: Vec<String>,
 }
 
-async fn get_overview(State(state): State<AppState>) -> Result<Html<String>, WebError> {
+async fn get_overview(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Html<String>, WebError> {
     let config = &state.config;
     let counts = query::stage_counts(&state.pool).await?;
     let running_instances = query::running_instances(&state.pool).await?;
     let page = OverviewPage {
-        ctx: PageContext::new("Overview").active("/"),
+        ctx: ctx.titled("Overview").active("/"),
         total_workloads: counts.iter().map(|(_, n)| n).sum(),
         running_instances,
         bars: stage_bars(&counts),

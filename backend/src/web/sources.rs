@@ -1,8 +1,11 @@
 //! `GET /api/v1/sources`: every collector source with its health (fresh / stale / down), its
 //! last error, event and resync times and object counts. Source-agnostic (Docker, Kubernetes).
 
+use crate::auth::Role;
+use crate::web::RoutePolicy;
 use askama::Template;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
@@ -14,6 +17,12 @@ use super::json::ApiJson;
 use super::page::PageContext;
 use super::{AppState, WebError};
 use crate::inventory::sources::{self, Health};
+
+/// Who may call each route (see `crate::auth`).
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/sources", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/sources", Role::Viewer),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -121,9 +130,12 @@ pub struct SourcesPage {
     kube_configured: bool,
 }
 
-async fn get_sources_page(State(state): State<AppState>) -> Result<Html<String>, WebError> {
+async fn get_sources_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Html<String>, WebError> {
     let page = SourcesPage {
-        ctx: PageContext::new("Sources").active("/sources"),
+        ctx: ctx.titled("Sources").active("/sources"),
         sources: source_views(&state).await?,
         docker_configured: !state.config.docker_endpoints.is_empty(),
         kube_configured: state.config.kubeconfig.is_some(),

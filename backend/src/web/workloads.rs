@@ -6,11 +6,15 @@
 //! Unknown parameters and bad values are refused with 400, never ignored. `team` and `severity`
 //! are refused until ownership and posture exist.
 
+use crate::auth::Role;
+use crate::web::RoutePolicy;
 use std::collections::HashMap;
+
 use std::str::FromStr;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
@@ -27,6 +31,14 @@ pub use crate::inventory::query::{
 use crate::inventory::{query, redact};
 use crate::lifecycle::Stage;
 use crate::posture::{self, pss, CheckId, Outcome};
+
+/// Who may call each route (see `crate::auth`).
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/workloads", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/api/v1/workloads/{id}", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/workloads", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/workloads/{id}", Role::Viewer),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -151,6 +163,7 @@ pub struct WorkloadsPage {
 
 async fn get_workloads_page(
     State(state): State<AppState>,
+    ctx: PageContext,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, WebError> {
     // A form submits empty fields for "any": they are no filter.
@@ -174,7 +187,7 @@ async fn get_workloads_page(
         format!("/workloads{}", query_string(&pairs))
     };
     let view = WorkloadsPage {
-        ctx: PageContext::new("Workloads").active("/workloads"),
+        ctx: ctx.titled("Workloads").active("/workloads"),
         next_href: page.next.as_ref().map(|id| link("after", id)),
         previous_href: page.previous.as_ref().map(|id| link("before", id)),
         page,
@@ -383,6 +396,7 @@ impl WorkloadDetailPage {
 
 async fn get_workload_page(
     State(state): State<AppState>,
+    ctx: PageContext,
     Path(id): Path<String>,
 ) -> Result<Html<String>, WebError> {
     let id = parse_id("the workload id", &id)?;
@@ -395,7 +409,9 @@ async fn get_workload_page(
         .ok_or_else(not_found)?;
     let posture = posture_of(&detail, extras.declared.as_ref());
     let page = WorkloadDetailPage {
-        ctx: PageContext::new(format!("{} · Workloads", detail.workload.name)).active("/workloads"),
+        ctx: ctx
+            .titled(format!("{} · Workloads", detail.workload.name))
+            .active("/workloads"),
         labels: pairs(&detail.workload.labels),
         annotations: pairs(&extras.annotations),
         uid: extras.uid,

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 
 use crate::common::browser::Browser;
 use crate::common::{html, live_docker_socket, test_config, texts, TestApp};
+use harbormaster::auth::Role;
 
 const SCRIPT_LABEL: &str = "<script>alert(1)</script>";
 
@@ -110,8 +111,9 @@ async fn seed_deployments(pool: &PgPool, count: usize) -> Vec<i64> {
     ids
 }
 
-async fn page(app: &TestApp, path: &str) -> scraper::Html {
-    let response = app.get(path).await;
+/// A signed-in viewer's GET of a page, parsed; panics unless it is a 200.
+async fn page(user: &crate::common::Browser, path: &str) -> scraper::Html {
+    let response = user.get(path).await;
     assert_eq!(response.status(), 200, "GET {path}");
     html(&response.text().await.unwrap())
 }
@@ -127,7 +129,8 @@ fn attr(document: &scraper::Html, selector: &str, name: &str) -> Option<String> 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let document = page(&app, "/").await;
+    let user = app.login_as(Role::Viewer).await;
+    let document = page(&user, "/").await;
     let empty = texts(&document, ".empty-state").join(" ");
     assert!(empty.contains("HARBORMASTER_DOCKER"), "{empty}");
     assert!(empty.contains("HARBORMASTER_KUBECONFIG"), "{empty}");
@@ -147,7 +150,8 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
 async fn the_overview_counts_workloads_by_stage_and_shows_each_source(pool: PgPool) {
     seed_deployments(&pool, 7).await;
     let app = TestApp::spawn(pool).await;
-    let document = page(&app, "/").await;
+    let user = app.login_as(Role::Viewer).await;
+    let document = page(&user, "/").await;
     assert!(texts(&document, ".empty-state").is_empty());
     let counts = texts(&document, ".stage-counts td");
     assert_eq!(counts, ["0", "0", "0", "7", "0", "0"]);
@@ -165,8 +169,9 @@ async fn the_overview_counts_workloads_by_stage_and_shows_each_source(pool: PgPo
 async fn the_workload_list_filters_and_pages_through_every_workload(pool: PgPool) {
     let ids = seed_deployments(&pool, 60).await;
     let app = TestApp::spawn(pool).await;
+    let user = app.login_as(Role::Viewer).await;
 
-    let first = page(&app, "/workloads").await;
+    let first = page(&user, "/workloads").await;
     let names = texts(&first, "table.workloads tbody tr td:first-child a");
     assert_eq!(names.len(), 50);
     assert_eq!(names[0], "app-000");
@@ -174,13 +179,13 @@ async fn the_workload_list_filters_and_pages_through_every_workload(pool: PgPool
     let next = attr(&first, "a[rel=next]", "href").expect("a next page");
     assert_eq!(next, format!("/workloads?after={}", ids[49]));
 
-    let second = page(&app, &next).await;
+    let second = page(&user, &next).await;
     let names = texts(&second, "table.workloads tbody tr td:first-child a");
     assert_eq!(names.len(), 10);
     assert_eq!(names[0], "app-050");
     assert!(attr(&second, "a[rel=next]", "href").is_none());
     let previous = attr(&second, "a[rel=prev]", "href").expect("a previous page");
-    let back = page(&app, &previous).await;
+    let back = page(&user, &previous).await;
     let names = texts(&back, "table.workloads tbody tr td:first-child a");
     assert_eq!(names.len(), 50);
     assert_eq!(names[0], "app-000");
@@ -188,7 +193,7 @@ async fn the_workload_list_filters_and_pages_through_every_workload(pool: PgPool
 
     // Filters as the form submits them: empty fields mean "any", links keep the filters.
     let filtered = page(
-        &app,
+        &user,
         "/workloads?q=app-0&source=&namespace=billing&kind=Deployment&stage=run",
     )
     .await;
@@ -202,11 +207,11 @@ async fn the_workload_list_filters_and_pages_through_every_workload(pool: PgPool
     assert_eq!(texts(&filtered, "#f-stage option[selected]"), ["run"]);
     assert!(attr(&filtered, "a[rel=next]", "href").is_none());
 
-    let none = page(&app, "/workloads?stage=retire").await;
+    let none = page(&user, "/workloads?stage=retire").await;
     assert!(texts(&none, ".empty-state")
         .join(" ")
         .contains("No workload matches"));
-    assert_eq!(app.get("/workloads?stage=sailing").await.status(), 400);
+    assert_eq!(user.get("/workloads?stage=sailing").await.status(), 400);
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -215,7 +220,8 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
 ) {
     let ids = seed_deployments(&pool, 1).await;
     let app = TestApp::spawn(pool).await;
-    let document = page(&app, &format!("/workloads/{}", ids[0])).await;
+    let user = app.login_as(Role::Viewer).await;
+    let document = page(&user, &format!("/workloads/{}", ids[0])).await;
     assert_eq!(
         texts(&document, "main h1")[0].split_whitespace().next(),
         Some("app-000")
@@ -255,31 +261,33 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
     let scripts = scraper::Selector::parse("script").unwrap();
     assert_eq!(document.select(&scripts).count(), 1, "only app.js");
 
-    assert_eq!(app.get("/workloads/999999").await.status(), 404);
-    assert_eq!(app.get("/workloads/x").await.status(), 400);
+    assert_eq!(user.get("/workloads/999999").await.status(), 404);
+    assert_eq!(user.get("/workloads/x").await.status(), 400);
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn the_check_catalog_lists_every_check_and_explains_each(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let catalog = page(&app, "/checks").await;
+    let user = app.login_as(Role::Viewer).await;
+    let catalog = page(&user, "/checks").await;
     let rows = texts(&catalog, "table.checks tbody tr");
     assert_eq!(rows.len(), harbormaster::posture::CATALOG.len());
     assert!(texts(&catalog, "table.checks .sev")
         .iter()
         .all(|s| !s.is_empty()));
 
-    let check = page(&app, "/checks/priv.privileged").await;
+    let check = page(&user, "/checks/priv.privileged").await;
     assert!(texts(&check, "main h1")[0].contains("priv.privileged"));
     assert_eq!(texts(&check, "#fix ~ h3"), ["Docker", "Kubernetes"]);
     assert_eq!(texts(&check, "pre.fix").len(), 2);
-    assert_eq!(app.get("/checks/no.such").await.status(), 404);
+    assert_eq!(user.get("/checks/no.such").await.status(), 404);
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn the_sources_page_shows_each_source_status_and_last_error(pool: PgPool) {
     let empty = TestApp::spawn(pool.clone()).await;
-    let document = page(&empty, "/sources").await;
+    let user = empty.login_as(Role::Viewer).await;
+    let document = page(&user, "/sources").await;
     assert!(texts(&document, ".empty-state")
         .join(" ")
         .contains("HARBORMASTER_DOCKER"));
@@ -292,7 +300,8 @@ async fn the_sources_page_shows_each_source_status_and_last_error(pool: PgPool) 
         .await
         .unwrap();
     let app = TestApp::spawn(pool).await;
-    let document = page(&app, "/sources").await;
+    let user = app.login_as(Role::Viewer).await;
+    let document = page(&user, "/sources").await;
     let row = texts(&document, "table.sources tbody tr");
     assert_eq!(row.len(), 1);
     assert!(row[0].contains("down"), "{row:?}");
@@ -378,10 +387,15 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     let mut config: Config = test_config();
     config.docker_endpoints = vec![LOCAL.to_string()];
     let app = TestApp::spawn_with(pool, config, None).await;
+    app.create_user("grace", Role::Viewer, "correct horse battery staple")
+        .await;
     let Some(browser) = Browser::start().await else {
         return;
     };
     let client = &browser.client;
+    browser
+        .sign_in(&app.url, "grace", "correct horse battery staple")
+        .await;
 
     client.goto(&app.url("/")).await.unwrap();
     assert_eq!(client.title().await.unwrap(), "Overview · Harbormaster");
@@ -539,10 +553,15 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn the_overview_renders_in_a_real_browser_with_its_styles_and_script(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
+    app.create_user("ada", Role::Viewer, "correct horse battery staple")
+        .await;
     let Some(browser) = Browser::start().await else {
         return;
     };
     let client = &browser.client;
+    browser
+        .sign_in(&app.url, "ada", "correct horse battery staple")
+        .await;
     client.goto(&app.url("/")).await.unwrap();
     assert_eq!(client.title().await.unwrap(), "Overview · Harbormaster");
     let heading = client.find(Locator::Css("main h1")).await.unwrap();

@@ -283,7 +283,7 @@ async fn two_containers_of_one_compose_service_are_one_workload_with_two_instanc
 
     let app = TestApp::spawn(pool.clone()).await;
     let page: Value = app
-        .get(&format!("/api/v1/workloads?namespace={project}"))
+        .viewer_get(&format!("/api/v1/workloads?namespace={project}"))
         .await
         .json()
         .await
@@ -297,7 +297,7 @@ async fn two_containers_of_one_compose_service_are_one_workload_with_two_instanc
     assert_eq!(workloads[0]["instances_running"], 2);
 
     let detail: Value = app
-        .get(&format!("/api/v1/workloads/{}", workloads[0]["id"]))
+        .viewer_get(&format!("/api/v1/workloads/{}", workloads[0]["id"]))
         .await
         .json()
         .await
@@ -407,7 +407,7 @@ async fn a_label_with_markup_is_stored_verbatim_and_escaped_in_json(pool: PgPool
     assert_eq!(stored, markup);
 
     let app = TestApp::spawn(pool.clone()).await;
-    let response = app.get(&format!("/api/v1/workloads/{id}")).await;
+    let response = app.viewer_get(&format!("/api/v1/workloads/{id}")).await;
     assert_eq!(
         response.headers()["content-type"],
         "application/json",
@@ -448,7 +448,12 @@ async fn an_unreachable_engine_shows_down_with_its_error_while_the_local_one_kee
     .await;
     let start = Instant::now();
     let sources = loop {
-        let body: Value = app.get("/api/v1/sources").await.json().await.unwrap();
+        let body: Value = app
+            .viewer_get("/api/v1/sources")
+            .await
+            .json()
+            .await
+            .unwrap();
         let sources = body["sources"].as_array().unwrap().clone();
         let health = |name: &str| {
             sources
@@ -516,7 +521,7 @@ async fn workloads_are_listed_by_page_with_a_cursor_and_bad_filters_are_refused(
     let mut names = Vec::new();
     let mut path = "/api/v1/workloads?limit=2&q=PAGE&kind=Container&stage=run".to_string();
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page: Value = app.viewer_get(&path).await.json().await.unwrap();
         names.extend(
             page["workloads"]
                 .as_array()
@@ -545,13 +550,16 @@ async fn workloads_are_listed_by_page_with_a_cursor_and_bad_filters_are_refused(
         "limit=0",
         "colour=red",
     ] {
-        let response = app.get(&format!("/api/v1/workloads?{bad}")).await;
+        let response = app.viewer_get(&format!("/api/v1/workloads?{bad}")).await;
         assert_eq!(response.status(), 400, "{bad}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "bad_request", "{bad}");
     }
-    assert_eq!(app.get("/api/v1/workloads/999999").await.status(), 404);
-    assert_eq!(app.get("/api/v1/workloads/abc").await.status(), 400);
+    assert_eq!(
+        app.viewer_get("/api/v1/workloads/999999").await.status(),
+        404
+    );
+    assert_eq!(app.viewer_get("/api/v1/workloads/abc").await.status(), 400);
     app.stop().await.unwrap();
 }
 

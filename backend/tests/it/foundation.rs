@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use axum::routing::get;
+use harbormaster::auth::Role as UserRole;
 use harbormaster::db::{self, EmbeddedPostgres, Role};
 use harbormaster::web::CONTENT_SECURITY_POLICY;
 use sqlx::postgres::PgPoolOptions;
@@ -47,6 +48,7 @@ async fn readiness_says_which_migrations_are_missing(pool: PgPool) {
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn every_response_carries_the_security_headers(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
+    let browser = app.login_as(UserRole::Viewer).await;
     for path in [
         "/",
         "/healthz",
@@ -56,7 +58,7 @@ async fn every_response_carries_the_security_headers(pool: PgPool) {
         "/no/such/page",
         "/api/v1/no-such-thing",
     ] {
-        let response = app.get(path).await;
+        let response = browser.get(path).await;
         let headers = response.headers();
         assert_eq!(
             headers
@@ -80,8 +82,9 @@ async fn every_response_carries_the_security_headers(pool: PgPool) {
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn errors_are_json_under_the_api_and_pages_elsewhere(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
+    let browser = app.login_as(UserRole::Viewer).await;
 
-    let api = app.get("/api/v1/no-such-thing").await;
+    let api = browser.get("/api/v1/no-such-thing").await;
     assert_eq!(api.status(), 404);
     assert!(api.headers()["content-type"]
         .to_str()
@@ -93,7 +96,7 @@ async fn errors_are_json_under_the_api_and_pages_elsewhere(pool: PgPool) {
         .as_str()
         .is_some_and(|m| !m.is_empty()));
 
-    let page = app.get("/no/such/page").await;
+    let page = browser.get("/no/such/page").await;
     assert_eq!(page.status(), 404);
     assert!(page.headers()["content-type"]
         .to_str()
@@ -128,7 +131,8 @@ async fn an_oversized_body_is_refused_with_413(pool: PgPool) {
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn static_files_are_cached_by_content_hash(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let page = html(&app.get("/").await.text().await.unwrap());
+    let browser = app.login_as(UserRole::Viewer).await;
+    let page = html(&browser.get("/").await.text().await.unwrap());
     let selector = scraper::Selector::parse("link[rel=stylesheet]").unwrap();
     let href = page
         .select(&selector)
@@ -156,7 +160,8 @@ async fn metrics_count_requests_by_matched_route(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.get("/healthz").await;
     app.get("/static/js/app.js").await;
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let browser = app.login_as(UserRole::Viewer).await;
+    let text = browser.get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(
             r#"harbormaster_http_requests_total{route="/healthz",method="GET",status="200"} 1"#
@@ -180,7 +185,8 @@ async fn a_request_in_flight_at_shutdown_finishes(pool: PgPool) {
         }),
     );
     let mut app = TestApp::spawn_with(pool, test_config(), Some(slow)).await;
-    let request = tokio::spawn(app.client.get(app.url("/test/slow")).send());
+    let browser = app.login_as(UserRole::Viewer).await;
+    let request = tokio::spawn(browser.client.get(browser.url("/test/slow")).send());
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.begin_stop();
     let response = request

@@ -497,7 +497,7 @@ fn data(name: &str) -> std::path::PathBuf {
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn import_takes_multi_document_yaml_and_lists_and_reports_each_bad_document(pool: PgPool) {
-    use harbormaster::collect::import::{self, Outcome, DOCKER_INSPECT_PENDING};
+    use harbormaster::collect::import::{self, Outcome};
 
     let paths = vec![
         data("manifests.yaml"),
@@ -524,7 +524,6 @@ async fn import_takes_multi_document_yaml_and_lists_and_reports_each_bad_documen
         [
             "manifests.yaml 3: not valid YAML or JSON",
             "manifests.yaml 4: kind Service is not collected",
-            &format!("docker-inspect.json 1: {DOCKER_INSPECT_PENDING}"),
         ]
     );
 
@@ -542,6 +541,7 @@ async fn import_takes_multi_document_yaml_and_lists_and_reports_each_bad_documen
     assert_eq!(
         names,
         [
+            "/Container/web-1:run",
             "batch/CronJob/nightly:run",
             "batch/Job/migrate:deploy",
             "kube-system/StaticPod/etcd-node1:run",
@@ -552,6 +552,15 @@ async fn import_takes_multi_document_yaml_and_lists_and_reports_each_bad_documen
         ],
         "the manifest's web and the cluster's web are one workload; the live pods make it run"
     );
+    let raw: String = sqlx::query_scalar("select raw::text from instances where name = 'web-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        !raw.contains("hunter2"),
+        "an imported env value is never stored: {raw}"
+    );
+    assert!(raw.contains("DB_PASSWORD"), "its name is kept as evidence");
     let declared: serde_json::Value = sqlx::query_scalar(
         "select declared from workloads where kind = 'Deployment' and name = 'web'",
     )
@@ -567,7 +576,7 @@ async fn import_takes_multi_document_yaml_and_lists_and_reports_each_bad_documen
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(count, 7);
+    assert_eq!(count, 8, "seven Kubernetes workloads and one container");
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
@@ -603,8 +612,13 @@ async fn the_import_command_prints_a_summary_and_fails_only_when_nothing_was_imp
     );
     assert!(stdout.contains("imported 3 objects"), "{stdout}");
 
-    let nothing = run(&[data("docker-inspect.json")]);
-    assert!(!nothing.status.success());
+    let docker = run(&[data("docker-inspect.json")]);
+    assert!(docker.status.success(), "docker inspect output is imported");
+    let only_services = std::env::temp_dir().join(format!("hm-import-{}.yaml", std::process::id()));
+    std::fs::write(&only_services, "kind: Service\nmetadata: {name: s}\n").unwrap();
+    let nothing = run(std::slice::from_ref(&only_services));
+    let _ = std::fs::remove_file(&only_services);
+    assert!(!nothing.status.success(), "nothing importable is a failure");
     let missing = run(&[data("manifests.yaml"), data("no-such-file.yaml")]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stdout).contains("cannot read"));

@@ -470,7 +470,7 @@ fn scanning_real_docker_inspect_output_finds_each_risk_and_clears_the_hardened_c
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn the_api_lists_the_check_catalog_with_every_field(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let response = app.get("/api/v1/checks").await;
+    let response = app.viewer_get("/api/v1/checks").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let checks = body["checks"].as_array().unwrap();
@@ -498,12 +498,12 @@ async fn the_api_lists_the_check_catalog_with_every_field(pool: PgPool) {
         .contains("securityContext"));
     assert_eq!(body["pss_policy_version"], "v1.37");
 
-    let one = app.get("/api/v1/checks/mount.runtime_socket").await;
+    let one = app.viewer_get("/api/v1/checks/mount.runtime_socket").await;
     assert_eq!(one.status(), 200);
     let one: Value = one.json().await.unwrap();
     assert_eq!(one["title"], "Container-runtime socket mounted");
     let critical: Value = app
-        .get("/api/v1/checks?severity=critical&source=docker")
+        .viewer_get("/api/v1/checks?severity=critical&source=docker")
         .await
         .json()
         .await
@@ -520,7 +520,7 @@ async fn the_api_lists_the_check_catalog_with_every_field(pool: PgPool) {
         "Kubernetes-only"
     );
     let page: Value = app
-        .get("/api/v1/checks?limit=2")
+        .viewer_get("/api/v1/checks?limit=2")
         .await
         .json()
         .await
@@ -528,13 +528,13 @@ async fn the_api_lists_the_check_catalog_with_every_field(pool: PgPool) {
     assert_eq!(page["checks"].as_array().unwrap().len(), 2);
     assert_eq!(page["next"], "priv.allow_privilege_escalation");
     let second: Value = app
-        .get("/api/v1/checks?limit=2&after=priv.allow_privilege_escalation")
+        .viewer_get("/api/v1/checks?limit=2&after=priv.allow_privilege_escalation")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(second["checks"][0]["id"], "priv.windows_host_process");
-    let bad = app.get("/api/v1/checks?layer=kernel").await;
+    let bad = app.viewer_get("/api/v1/checks?layer=kernel").await;
     assert_eq!(bad.status(), 400);
     let error: Value = bad.json().await.unwrap();
     assert!(error["error"]["message"]
@@ -542,7 +542,7 @@ async fn the_api_lists_the_check_catalog_with_every_field(pool: PgPool) {
         .unwrap()
         .starts_with("layer must be one of"));
 
-    let missing = app.get("/api/v1/checks/no.such_check").await;
+    let missing = app.viewer_get("/api/v1/checks/no.such_check").await;
     assert_eq!(missing.status(), 404);
     let error: Value = missing.json().await.unwrap();
     assert_eq!(error["error"]["code"], "not_found");

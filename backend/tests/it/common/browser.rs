@@ -90,6 +90,23 @@ impl Browser {
         panic!("chromedriver did not accept a session: {last_error:?}");
     }
 
+    /// Signs in through the real sign-in page.
+    pub async fn sign_in(&self, base_url: &str, name: &str, password: &str) {
+        use fantoccini::Locator;
+        self.client
+            .goto(&format!("{base_url}/login"))
+            .await
+            .expect("the sign-in page opens");
+        let form = self
+            .client
+            .form(Locator::Css("form[action='/login']"))
+            .await
+            .expect("the sign-in form");
+        form.set_by_name("name", name).await.unwrap();
+        form.set_by_name("password", password).await.unwrap();
+        form.submit().await.expect("the form submits");
+    }
+
     /// Saves a full-page screenshot as `target/screenshots/<name>.png` (a test artifact).
     pub async fn screenshot(&self, name: &str) {
         let height = self
