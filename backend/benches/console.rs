@@ -206,10 +206,11 @@ async fn main() {
         .default_headers(headers)
         .build()
         .unwrap();
-    let middle: i64 = sqlx::query_scalar("select id from workloads order by id offset 50000 limit 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let middle: i64 =
+        sqlx::query_scalar("select id from workloads order by id offset 50000 limit 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     measure(&client, &base, "overview", "/").await;
     measure(&client, &base, "workload list, first page", "/workloads").await;
     measure(
@@ -226,7 +227,13 @@ async fn main() {
         "/workloads?namespace=ns-123&stage=run",
     )
     .await;
-    measure(&client, &base, "workload list, name search", "/workloads?q=app-0999").await;
+    measure(
+        &client,
+        &base,
+        "workload list, name search",
+        "/workloads?q=app-0999",
+    )
+    .await;
     measure(
         &client,
         &base,
