@@ -178,39 +178,24 @@ pub async fn query_workloads(
     })
 }
 
-/// How many workloads are in each lifecycle stage (every stage present, zero included).
-pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<(Stage, i64)>, sqlx::Error> {
-    let rows = sqlx::query!(r#"select stage, count(*) as "count!" from workloads group by stage"#)
-        .fetch_all(db)
-        .await?;
+/// Per lifecycle stage (every stage present, zeros included): how many workloads, and how many
+/// instances they run. One pass over the workloads.
+pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<(Stage, i64, i64)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select stage, count(*) as "count!",
+                  coalesce(sum(instances_running), 0)::bigint as "running!"
+           from workloads group by stage"#
+    )
+    .fetch_all(db)
+    .await?;
     Ok(Stage::ALL
         .into_iter()
         .map(|stage| {
-            let count = rows
-                .iter()
+            rows.iter()
                 .find(|row| row.stage == stage.as_str())
-                .map_or(0, |row| row.count);
-            (stage, count)
+                .map_or((stage, 0, 0), |row| (stage, row.count, row.running))
         })
         .collect())
-}
-
-/// How many instances run now, over every workload.
-pub async fn running_instances(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"select coalesce(sum(instances_running), 0)::bigint as "running!" from workloads"#
-    )
-    .fetch_one(db)
-    .await
-}
-
-/// The namespaces in use, for the list's filter (at most 500).
-pub async fn namespaces(db: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select distinct namespace from workloads where namespace <> '' order by namespace limit 500"
-    )
-    .fetch_all(db)
-    .await
 }
 
 /// What the list does not carry about a workload.

@@ -95,8 +95,9 @@ async fn get_overview(
     ctx: PageContext,
 ) -> Result<Html<String>, WebError> {
     let config = &state.config;
-    let counts = query::stage_counts(&state.pool).await?;
-    let running_instances = query::running_instances(&state.pool).await?;
+    let stages = query::stage_counts(&state.pool).await?;
+    let running_instances = stages.iter().map(|(_, _, running)| running).sum();
+    let counts: Vec<(Stage, i64)> = stages.iter().map(|(s, n, _)| (*s, *n)).collect();
     let page = OverviewPage {
         ctx: ctx.titled("Overview").active("/"),
         total_workloads: counts.iter().map(|(_, n)| n).sum(),

@@ -147,7 +147,6 @@ pub struct WorkloadsPage {
     ctx: PageContext,
     page: WorkloadPage,
     sources: Vec<SourceView>,
-    namespaces: Vec<String>,
     kinds: &'static [&'static str],
     stages: Vec<&'static str>,
     /// The filters as given (empty = any).
@@ -192,7 +191,6 @@ async fn get_workloads_page(
         previous_href: page.previous.as_ref().map(|id| link("before", id)),
         page,
         sources: source_views(&state).await?,
-        namespaces: query::namespaces(&state.pool).await?,
         kinds: KINDS,
         stages: Stage::ALL.iter().map(|s| s.as_str()).collect(),
         source: given("source"),

@@ -439,6 +439,18 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         .click()
         .await
         .unwrap();
+    // Wait for the filtered page before reading it (the click only starts the navigation).
+    for _ in 0..100 {
+        let url = client.current_url().await.unwrap();
+        let ready = client
+            .execute("return document.readyState;", vec![])
+            .await
+            .unwrap();
+        if url.as_str().contains("q=hm-test-console-") && ready == "complete" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let names: Vec<String> = {
         let mut names = Vec::new();
         for link in client
