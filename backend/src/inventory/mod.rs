@@ -5,6 +5,7 @@
 //! machine ([`crate::lifecycle`]). Raw documents are kept as evidence after [`redact`] removed
 //! every secret value.
 
+pub mod query;
 pub mod redact;
 pub mod sources;
 pub mod store;

@@ -5,12 +5,15 @@
 
 use crate::auth::Role;
 use crate::web::RoutePolicy;
+use askama::Template;
 use axum::extract::{Path, Query};
 use axum::http::Method;
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::page::PageContext;
 use super::{AppState, WebError};
 use crate::posture::catalog::{self, CheckMeta, Layer, Severity, Stage, Threat, CATALOG};
 use crate::posture::pss;
@@ -19,12 +22,16 @@ use crate::posture::pss;
 pub const POLICIES: &[RoutePolicy] = &[
     RoutePolicy::role(Method::GET, "/api/v1/checks", Role::Viewer),
     RoutePolicy::role(Method::GET, "/api/v1/checks/{id}", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/checks", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/checks/{id}", Role::Viewer),
 ];
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{id}", get(get_check))
+        .route("/checks", get(get_checks_page))
+        .route("/checks/{id}", get(get_check_page))
 }
 
 /// One catalog entry with its primary stage and owning layer spelled out.
@@ -175,4 +182,75 @@ async fn get_check(Path(id): Path<String>) -> Result<Json<CheckView>, WebError> 
     catalog::find(&id)
         .map(|meta| Json(CheckView::from(meta)))
         .ok_or_else(|| WebError::NotFound(format!("there is no check {id:?}")))
+}
+
+/// A check as the console shows it: every enum spelled out.
+pub struct CheckRow {
+    pub meta: &'static CheckMeta,
+    pub severity: &'static str,
+    pub threat: &'static str,
+    pub stages: String,
+    pub layers: String,
+    pub sources: &'static str,
+    pub scope: String,
+}
+
+impl From<&'static CheckMeta> for CheckRow {
+    fn from(meta: &'static CheckMeta) -> Self {
+        let join = |names: Vec<String>| names.join(", ");
+        Self {
+            meta,
+            severity: meta.severity.as_str(),
+            threat: meta.threat.label(),
+            stages: join(meta.stages.iter().map(name).collect()),
+            layers: join(meta.layers.iter().map(name).collect()),
+            sources: match meta.sources {
+                catalog::Sources::Both => "Docker and Kubernetes",
+                catalog::Sources::Docker => "Docker",
+                catalog::Sources::Kubernetes => "Kubernetes",
+            },
+            scope: name(meta.scope),
+        }
+    }
+}
+
+/// The check catalog: every check with its severity, threat, stage and layer.
+#[derive(Template)]
+#[template(path = "checks.html")]
+pub struct ChecksPage {
+    ctx: PageContext,
+    checks: Vec<CheckRow>,
+    pss_policy_version: &'static str,
+}
+
+async fn get_checks_page(ctx: PageContext) -> Result<Html<String>, WebError> {
+    let page = ChecksPage {
+        ctx: ctx.titled("Checks").active("/checks"),
+        checks: CATALOG.iter().map(CheckRow::from).collect(),
+        pss_policy_version: pss::POLICY_VERSION,
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
+}
+
+/// One check explained: why it matters, how to fix it on each source, where it comes from.
+#[derive(Template)]
+#[template(path = "check.html")]
+pub struct CheckPage {
+    ctx: PageContext,
+    check: CheckRow,
+}
+
+async fn get_check_page(
+    ctx: PageContext,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
+    let meta = catalog::find(&id)
+        .ok_or_else(|| WebError::NotFound(format!("there is no check {id:?}")))?;
+    let page = CheckPage {
+        ctx: ctx
+            .titled(format!("{} · Checks", meta.id))
+            .active("/checks"),
+        check: CheckRow::from(meta),
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }

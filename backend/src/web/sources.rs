@@ -3,8 +3,10 @@
 
 use crate::auth::Role;
 use crate::web::RoutePolicy;
+use askama::Template;
 use axum::extract::State;
 use axum::http::Method;
+use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -12,18 +14,20 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::json::ApiJson;
+use super::page::PageContext;
 use super::{AppState, WebError};
 use crate::inventory::sources::{self, Health};
 
 /// Who may call each route (see `crate::auth`).
-pub const POLICIES: &[RoutePolicy] = &[RoutePolicy::role(
-    Method::GET,
-    "/api/v1/sources",
-    Role::Viewer,
-)];
+pub const POLICIES: &[RoutePolicy] = &[
+    RoutePolicy::role(Method::GET, "/api/v1/sources", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/sources", Role::Viewer),
+];
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/sources", get(list_sources))
+    Router::new()
+        .route("/api/v1/sources", get(list_sources))
+        .route("/sources", get(get_sources_page))
 }
 
 /// One source as the API shows it.
@@ -40,6 +44,9 @@ pub struct SourceView {
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub counts: Value,
+    /// `containers 3 · images 2`, for the console.
+    #[serde(skip)]
+    pub counts_text: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,16 +54,31 @@ pub struct SourceList {
     pub sources: Vec<SourceView>,
 }
 
-/// A source is stale when its last full resync is older than two reconcile intervals.
-async fn list_sources(State(state): State<AppState>) -> Result<ApiJson<SourceList>, WebError> {
+/// `{"containers": 3, "images": 2}` → `containers 3 · images 2`.
+fn counts_text(counts: &Value) -> String {
+    counts
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .map(|(name, value)| format!("{} {value}", name.replace('_', " ")))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        })
+        .unwrap_or_default()
+}
+
+/// Every source with its health. A source is stale when its last full resync is older than two
+/// reconcile intervals.
+pub async fn source_views(state: &AppState) -> Result<Vec<SourceView>, WebError> {
     let stale_after = chrono::Duration::from_std(state.config.docker_reconcile_interval * 2)
         .unwrap_or(chrono::Duration::minutes(10));
     let now = Utc::now();
-    let sources = sources::list(&state.pool)
+    Ok(sources::list(&state.pool)
         .await?
         .into_iter()
         .map(|source| SourceView {
             health: source.health(now, stale_after),
+            counts_text: counts_text(&source.counts),
             id: source.id,
             kind: source.kind,
             name: source.name,
@@ -68,6 +90,55 @@ async fn list_sources(State(state): State<AppState>) -> Result<ApiJson<SourceLis
             last_error_at: source.last_error_at,
             counts: source.counts,
         })
-        .collect();
-    Ok(ApiJson(SourceList { sources }))
+        .collect())
+}
+
+impl SourceView {
+    /// `fresh`, `stale` or `down`.
+    pub fn health_name(&self) -> &'static str {
+        match self.health {
+            Health::Fresh => "fresh",
+            Health::Stale => "stale",
+            Health::Down => "down",
+        }
+    }
+
+    /// The CSS class of the health badge.
+    pub fn health_class(&self) -> &'static str {
+        match self.health {
+            Health::Fresh => "status-ok",
+            Health::Stale => "status-stale",
+            Health::Down => "status-down",
+        }
+    }
+}
+
+async fn list_sources(State(state): State<AppState>) -> Result<ApiJson<SourceList>, WebError> {
+    Ok(ApiJson(SourceList {
+        sources: source_views(&state).await?,
+    }))
+}
+
+/// The sources page: every collector source with its status, last event, last resync and
+/// last error; what to configure when there is none.
+#[derive(Template)]
+#[template(path = "sources.html")]
+pub struct SourcesPage {
+    ctx: PageContext,
+    sources: Vec<SourceView>,
+    docker_configured: bool,
+    kube_configured: bool,
+}
+
+async fn get_sources_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Html<String>, WebError> {
+    let page = SourcesPage {
+        ctx: ctx.titled("Sources").active("/sources"),
+        sources: source_views(&state).await?,
+        docker_configured: !state.config.docker_endpoints.is_empty(),
+        kube_configured: state.config.kubeconfig.is_some(),
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }

@@ -1,5 +1,5 @@
 //! `GET /api/v1/workloads` (filters `source`, `namespace`, `kind`, `stage`, `q`; keyset
-//! pagination `?limit=&after=` with a `next` cursor) and `GET /api/v1/workloads/{id}` (the
+//! pagination `?limit=&after=` with a `next` cursor, `?before=` with a `previous` one) and `GET /api/v1/workloads/{id}` (the
 //! workload with its instances, images and lifecycle history). Source-agnostic: Docker and
 //! Kubernetes workloads share the shapes.
 //!
@@ -8,64 +8,48 @@
 
 use crate::auth::Role;
 use crate::web::RoutePolicy;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+
 use std::str::FromStr;
 
+use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
+use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::json::ApiJson;
+use super::page::{query_string, PageContext};
+use super::sources::{source_views, SourceView};
 use super::{AppState, WebError};
-use crate::lifecycle::store::{history, HistoryEntry};
+pub use crate::inventory::query::{
+    query_workloads, workload_detail, ImageView, InstanceView, WorkloadDetail, WorkloadFilter,
+    WorkloadPage, WorkloadSummary, KINDS,
+};
+use crate::inventory::{query, redact};
 use crate::lifecycle::Stage;
+use crate::posture::{self, pss, CheckId, Outcome};
 
 /// Who may call each route (see `crate::auth`).
 pub const POLICIES: &[RoutePolicy] = &[
     RoutePolicy::role(Method::GET, "/api/v1/workloads", Role::Viewer),
     RoutePolicy::role(Method::GET, "/api/v1/workloads/{id}", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/workloads", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/workloads/{id}", Role::Viewer),
 ];
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/workloads", get(list_workloads))
         .route("/api/v1/workloads/{id}", get(get_workload))
+        .route("/workloads", get(get_workloads_page))
+        .route("/workloads/{id}", get(get_workload_page))
 }
-
-/// Every workload kind a collector writes.
-pub const KINDS: &[&str] = &[
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "CronJob",
-    "Job",
-    "Pod",
-    "ReplicaSet",
-    "ComposeService",
-    "Container",
-];
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
-
-/// The validated filters of a workload list.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct WorkloadFilter {
-    pub source: Option<i64>,
-    pub namespace: Option<String>,
-    pub kind: Option<String>,
-    pub stage: Option<Stage>,
-    /// Case-insensitive substring of the name.
-    pub q: Option<String>,
-    pub limit: i64,
-    /// Only workloads with a larger id (the previous page's `next`).
-    pub after: Option<i64>,
-}
 
 fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
     value
@@ -116,6 +100,7 @@ impl WorkloadFilter {
                         })?
                 }
                 "after" => filter.after = Some(parse_id("after", value)?),
+                "before" => filter.before = Some(parse_id("before", value)?),
                 "team" | "severity" => {
                     return Err(WebError::BadRequest(format!(
                         "the {name} filter is not available yet (it arrives with ownership and posture)"
@@ -123,7 +108,7 @@ impl WorkloadFilter {
                 }
                 other => {
                     return Err(WebError::BadRequest(format!(
-                        "unknown parameter '{other}'; expected source, namespace, kind, stage, q, limit or after"
+                        "unknown parameter '{other}'; expected source, namespace, kind, stage, q, limit, after or before"
                     )))
                 }
             }
@@ -132,216 +117,12 @@ impl WorkloadFilter {
     }
 }
 
-/// A workload in a list.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct WorkloadSummary {
-    pub id: i64,
-    pub source_id: i64,
-    pub source_kind: String,
-    pub source_name: String,
-    pub namespace: String,
-    pub kind: String,
-    pub name: String,
-    pub stage: String,
-    pub stage_since: DateTime<Utc>,
-    pub images: Vec<String>,
-    pub image_digests: Vec<String>,
-    pub instances_total: i32,
-    pub instances_running: i32,
-    pub labels: Value,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-    pub gone_since: Option<DateTime<Utc>>,
-    pub retired_at: Option<DateTime<Utc>>,
-    /// The posture score (see `crate::findings`): `None` until first evaluated.
-    pub grade: Option<String>,
-    pub risk_score: i32,
-    pub worst_severity: Option<String>,
-    pub pss_level: Option<String>,
-    /// Open, non-waived findings by severity.
-    pub findings_critical: i32,
-    pub findings_high: i32,
-    pub findings_medium: i32,
-    pub findings_low: i32,
-    pub findings_info: i32,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WorkloadPage {
-    pub workloads: Vec<WorkloadSummary>,
-    /// The `after` of the next page; `null` on the last page.
-    pub next: Option<String>,
-}
-
-const SUMMARY_COLUMNS: &str =
-    "select w.id, w.source_id, s.kind as source_kind, s.name as source_name, \
-     w.namespace, w.kind, w.name, w.stage, w.stage_since, w.images, w.image_digests, \
-     w.instances_total, w.instances_running, w.labels, w.first_seen, w.last_seen, w.gone_since, \
-     w.retired_at, w.grade, w.risk_score, w.worst_severity, w.pss_level, w.findings_critical, \
-     w.findings_high, w.findings_medium, w.findings_low, w.findings_info \
-     from workloads w join sources s on s.id = w.source_id";
-
-/// One page of workloads by ascending id.
-pub async fn query_workloads(
-    pool: &PgPool,
-    filter: &WorkloadFilter,
-) -> Result<WorkloadPage, sqlx::Error> {
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(SUMMARY_COLUMNS);
-    query.push(" where true");
-    if let Some(source) = filter.source {
-        query.push(" and w.source_id = ").push_bind(source);
-    }
-    if let Some(namespace) = &filter.namespace {
-        query
-            .push(" and w.namespace = ")
-            .push_bind(namespace.clone());
-    }
-    if let Some(kind) = &filter.kind {
-        query.push(" and w.kind = ").push_bind(kind.clone());
-    }
-    if let Some(stage) = filter.stage {
-        query.push(" and w.stage = ").push_bind(stage.as_str());
-    }
-    if let Some(q) = &filter.q {
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        query
-            .push(" and w.name ilike ")
-            .push_bind(format!("%{escaped}%"));
-    }
-    if let Some(after) = filter.after {
-        query.push(" and w.id > ").push_bind(after);
-    }
-    query
-        .push(" order by w.id limit ")
-        .push_bind(filter.limit + 1);
-    let mut workloads: Vec<WorkloadSummary> = query.build_query_as().fetch_all(pool).await?;
-    let next = if workloads.len() as i64 > filter.limit {
-        workloads.truncate(filter.limit as usize);
-        workloads.last().map(|w| w.id.to_string())
-    } else {
-        None
-    };
-    Ok(WorkloadPage { workloads, next })
-}
-
 async fn list_workloads(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<ApiJson<WorkloadPage>, WebError> {
     let filter = WorkloadFilter::parse(&params)?;
     Ok(ApiJson(query_workloads(&state.pool, &filter).await?))
-}
-
-/// An instance (container, pod) of a workload; `raw` has its secret values removed.
-#[derive(Debug, Clone, Serialize)]
-pub struct InstanceView {
-    pub id: i64,
-    pub external_id: String,
-    pub name: String,
-    pub state: String,
-    pub running: bool,
-    pub image_ref: Option<String>,
-    pub image_digest: Option<String>,
-    pub node: Option<String>,
-    pub labels: Value,
-    pub restart_count: i32,
-    pub spec: Option<Value>,
-    pub raw: Value,
-    pub started_at: Option<DateTime<Utc>>,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-    pub removed_at: Option<DateTime<Utc>>,
-}
-
-/// An image a workload runs or ran, with the references it is known under.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImageView {
-    pub digest: String,
-    pub image_id: Option<String>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub size_bytes: Option<i64>,
-    pub os: Option<String>,
-    pub architecture: Option<String>,
-    pub config: Value,
-    pub references: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WorkloadDetail {
-    pub workload: WorkloadSummary,
-    /// Live instances first, then removed ones (newest first), at most 200.
-    pub instances: Vec<InstanceView>,
-    pub images: Vec<ImageView>,
-    /// Every lifecycle transition, oldest first.
-    pub history: Vec<HistoryEntry>,
-}
-
-/// A workload with its instances, images and history; `None` when there is no such workload.
-pub async fn workload_detail(
-    pool: &PgPool,
-    id: i64,
-) -> Result<Option<WorkloadDetail>, sqlx::Error> {
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(SUMMARY_COLUMNS);
-    query.push(" where w.id = ").push_bind(id);
-    let Some(workload) = query
-        .build_query_as::<WorkloadSummary>()
-        .fetch_optional(pool)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let instances = sqlx::query_as!(
-        InstanceView,
-        r#"select id, external_id, name, state, running, image_ref, image_digest, node, labels,
-                  restart_count, spec, raw, started_at, first_seen, last_seen, removed_at
-           from instances where workload_id = $1
-           order by removed_at is not null, removed_at desc, first_seen desc, id desc
-           limit 200"#,
-        id
-    )
-    .fetch_all(pool)
-    .await?;
-    let digests: Vec<String> = workload
-        .image_digests
-        .iter()
-        .cloned()
-        .chain(instances.iter().filter_map(|i| i.image_digest.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let images = sqlx::query!(
-        r#"select i.digest, i.image_id, i.created_at, i.size_bytes, i.os, i.architecture, i.config,
-                  coalesce(array_agg(r.reference order by r.reference)
-                           filter (where r.reference is not null), '{}') as "references!"
-           from images i left join image_references r on r.digest = i.digest
-           where i.digest = any($1)
-           group by i.digest order by i.digest"#,
-        &digests
-    )
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| ImageView {
-        digest: row.digest,
-        image_id: row.image_id,
-        created_at: row.created_at,
-        size_bytes: row.size_bytes,
-        os: row.os,
-        architecture: row.architecture,
-        config: row.config,
-        references: row.references,
-    })
-    .collect();
-    let history = history(pool, id).await?;
-    Ok(Some(WorkloadDetail {
-        workload,
-        instances,
-        images,
-        history,
-    }))
 }
 
 async fn get_workload(
@@ -353,6 +134,290 @@ async fn get_workload(
         .await?
         .map(ApiJson)
         .ok_or_else(|| WebError::NotFound(format!("there is no workload {id}")))
+}
+
+/// How many workloads one page of the console list shows.
+const PAGE_SIZE: i64 = 50;
+
+/// The workload list: filters (a GET form) and one page, with next / previous links that keep
+/// the filters.
+#[derive(Template)]
+#[template(path = "workloads.html")]
+pub struct WorkloadsPage {
+    ctx: PageContext,
+    page: WorkloadPage,
+    sources: Vec<SourceView>,
+    kinds: &'static [&'static str],
+    stages: Vec<&'static str>,
+    /// The filters as given (empty = any).
+    source: String,
+    namespace: String,
+    kind: String,
+    stage: String,
+    q: String,
+    filtered: bool,
+    next_href: Option<String>,
+    previous_href: Option<String>,
+}
+
+async fn get_workloads_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Html<String>, WebError> {
+    // A form submits empty fields for "any": they are no filter.
+    params.retain(|_, value| !value.trim().is_empty());
+    if params.contains_key("limit") {
+        return Err(WebError::BadRequest(
+            "the console shows fixed pages; use /api/v1/workloads for other page sizes".into(),
+        ));
+    }
+    let mut filter = WorkloadFilter::parse(&params)?;
+    filter.limit = PAGE_SIZE;
+    let page = query_workloads(&state.pool, &filter).await?;
+    let given = |name: &str| params.get(name).cloned().unwrap_or_default();
+    let filters: Vec<(&str, String)> = ["source", "namespace", "kind", "stage", "q"]
+        .into_iter()
+        .filter_map(|name| params.get(name).map(|value| (name, value.clone())))
+        .collect();
+    let link = |cursor: &str, id: &String| {
+        let mut pairs = filters.clone();
+        pairs.push((cursor, id.clone()));
+        format!("/workloads{}", query_string(&pairs))
+    };
+    let view = WorkloadsPage {
+        ctx: ctx.titled("Workloads").active("/workloads"),
+        next_href: page.next.as_ref().map(|id| link("after", id)),
+        previous_href: page.previous.as_ref().map(|id| link("before", id)),
+        page,
+        sources: source_views(&state).await?,
+        kinds: KINDS,
+        stages: Stage::ALL.iter().map(|s| s.as_str()).collect(),
+        source: given("source"),
+        namespace: given("namespace"),
+        kind: given("kind"),
+        stage: given("stage"),
+        q: given("q"),
+        filtered: !filters.is_empty(),
+    };
+    Ok(Html(view.render().map_err(anyhow::Error::from)?))
+}
+
+/// One key / value of a label or annotation map, as text.
+pub struct Pair {
+    pub key: String,
+    pub value: String,
+}
+
+fn pairs(map: &Value) -> Vec<Pair> {
+    map.as_object()
+        .map(|object| {
+            object
+                .iter()
+                .map(|(key, value)| Pair {
+                    key: key.clone(),
+                    value: value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A failed check with its evidence and the fix for the workload's source.
+pub struct FailView {
+    pub check_id: &'static str,
+    pub title: &'static str,
+    pub severity: &'static str,
+    pub container: Option<String>,
+    pub message: String,
+    /// `(JSON pointer, value as written)`; the value is empty when the field is absent.
+    pub evidence: Vec<(String, String)>,
+    pub fix_summary: &'static str,
+    pub fix: Option<&'static str>,
+}
+
+/// The posture of a workload, computed now from its stored documents.
+pub struct PostureView {
+    /// Which document was judged (`the declared Deployment`, `container web-1`).
+    pub basis: String,
+    pub fails: Vec<FailView>,
+    pub passed: usize,
+    pub unknown: usize,
+    pub not_applicable: usize,
+    pub pss_level: &'static str,
+    pub pss_basis: &'static str,
+    pub pss_policy_version: &'static str,
+    /// The controls that keep the workload from the next PSS level.
+    pub pss_blocking: Vec<String>,
+    /// Whether `secrets.env_literal` was left out (stored env values are redacted).
+    pub env_literal_skipped: bool,
+}
+
+/// What the posture section shows: a result, or why there is none.
+pub enum Posture {
+    Judged(PostureView),
+    Unavailable(String),
+}
+
+/// Evaluates the catalog on the newest stored document of the workload: the declared
+/// controller for Kubernetes when known, else the newest instance (a pod or a container's
+/// inspect document). Environment values are redacted in storage, so `secrets.env_literal`
+/// cannot be judged here and is left out.
+fn posture_of(detail: &WorkloadDetail, declared: Option<&Value>) -> Posture {
+    let docker = detail.workload.source_kind == "docker";
+    let newest = detail
+        .instances
+        .iter()
+        .find(|i| i.removed_at.is_none())
+        .or(detail.instances.first());
+    let (document, basis) = match (docker, declared, newest) {
+        (false, Some(declared), _) => (declared, format!("the declared {}", detail.workload.kind)),
+        (_, _, Some(instance)) => (
+            &instance.raw,
+            format!(
+                "{} {}",
+                if docker { "container" } else { "pod" },
+                instance.name
+            ),
+        ),
+        _ => {
+            return Posture::Unavailable(
+                "nothing stored to judge: no declared object and no instance".into(),
+            )
+        }
+    };
+    let adapted = if docker {
+        posture::docker::adapt(document)
+    } else {
+        posture::kubernetes::adapt(document)
+    };
+    let spec = match adapted {
+        Ok(spec) => spec,
+        Err(err) => {
+            return Posture::Unavailable(format!("the stored document cannot be read: {err}"))
+        }
+    };
+    let report = posture::evaluate(&spec, &posture::Context::default());
+    let (mut passed, mut unknown, mut not_applicable) = (0, 0, 0);
+    let mut fails = Vec::new();
+    let mut env_literal_skipped = false;
+    for (result, evidence) in report.iter() {
+        if result.check == CheckId::SecretsEnvLiteral {
+            env_literal_skipped = true;
+            continue;
+        }
+        match result.outcome {
+            Outcome::Pass => passed += 1,
+            Outcome::Unknown => unknown += 1,
+            Outcome::NotApplicable => not_applicable += 1,
+            Outcome::Fail => {
+                let meta = result.meta();
+                fails.push((
+                    result.severity,
+                    FailView {
+                        check_id: meta.id,
+                        title: meta.title,
+                        severity: result.severity.as_str(),
+                        container: result.container.map(str::to_string),
+                        message: result.message.to_string(),
+                        evidence: evidence
+                            .iter()
+                            .map(|e| {
+                                let raw = if e.raw.is_absent() {
+                                    String::new()
+                                } else {
+                                    e.raw.to_string()
+                                };
+                                (e.pointer.to_string(), raw)
+                            })
+                            .collect(),
+                        fix_summary: meta.remediation.summary,
+                        fix: if docker {
+                            meta.remediation.docker
+                        } else {
+                            meta.remediation.kubernetes
+                        },
+                    },
+                ))
+            }
+        }
+    }
+    fails.sort_by_key(|(severity, _)| std::cmp::Reverse(*severity));
+    let assessment = pss::assess(&spec);
+    Posture::Judged(PostureView {
+        basis,
+        fails: fails.into_iter().map(|(_, view)| view).collect(),
+        passed,
+        unknown,
+        not_applicable,
+        pss_level: assessment.level.as_str(),
+        pss_basis: assessment.basis,
+        pss_policy_version: assessment.policy_version,
+        pss_blocking: assessment
+            .blocking
+            .iter()
+            .map(|v| match v.container {
+                Some(container) => format!("{} ({container}): {}", v.control, v.detail),
+                None => format!("{}: {}", v.control, v.detail),
+            })
+            .collect(),
+        env_literal_skipped,
+    })
+}
+
+/// One workload: identity, labels, instances, images, lifecycle timeline and posture.
+#[derive(Template)]
+#[template(path = "workload.html")]
+pub struct WorkloadDetailPage {
+    ctx: PageContext,
+    detail: WorkloadDetail,
+    uid: Option<String>,
+    labels: Vec<Pair>,
+    annotations: Vec<Pair>,
+    posture: Posture,
+    redacted: &'static str,
+}
+
+impl WorkloadDetailPage {
+    /// The breadcrumb label of the workload: `namespace/name` or `name`.
+    fn display_name(&self) -> String {
+        let w = &self.detail.workload;
+        if w.namespace.is_empty() {
+            w.name.clone()
+        } else {
+            format!("{}/{}", w.namespace, w.name)
+        }
+    }
+}
+
+async fn get_workload_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
+    let id = parse_id("the workload id", &id)?;
+    let not_found = || WebError::NotFound(format!("there is no workload {id}"));
+    let detail = workload_detail(&state.pool, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let extras = query::extras(&state.pool, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let posture = posture_of(&detail, extras.declared.as_ref());
+    let page = WorkloadDetailPage {
+        ctx: ctx
+            .titled(format!("{} · Workloads", detail.workload.name))
+            .active("/workloads"),
+        labels: pairs(&detail.workload.labels),
+        annotations: pairs(&extras.annotations),
+        uid: extras.uid,
+        detail,
+        posture,
+        redacted: redact::REDACTED,
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }
 
 #[cfg(test)]

@@ -1,0 +1,246 @@
+//! Console page latency with 100,000 workloads (figures in BENCHMARKS.md, section "Console"):
+//! the overview, the workload list (first page, a later page, a filtered page) and a workload
+//! page, each requested N times from the real server over loopback HTTP; p50 / p95 / max.
+//! Targets: overview and list p95 < 100 ms, workload page p95 < 50 ms.
+//!
+//! Run: `DATABASE_URL=postgres://… cargo bench --bench console`. The benchmark works in a
+//! database of its own (`harbormaster_bench_console`), created and migrated here.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use harbormaster::auth::{tokens, Role};
+use harbormaster::config::Config;
+use harbormaster::inventory::store::{self, Upserted};
+use harbormaster::inventory::{sources, InstanceRecord, WorkloadKey, WorkloadRecord};
+use harbormaster::lifecycle::store::{apply, Pending};
+use harbormaster::lifecycle::Observation;
+use harbormaster::startup::Application;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+const WORKLOADS: usize = 100_000;
+const BATCH: usize = 2_000;
+const REQUESTS: usize = 200;
+
+async fn bench_pool() -> PgPool {
+    let url = std::env::var("DATABASE_URL").expect(
+        "set DATABASE_URL to a PostgreSQL server (scripts/test-db.sh start DIR prints one)",
+    );
+    let (base, _) = url.rsplit_once('/').expect("a database URL");
+    let name = "harbormaster_bench_console";
+    let mut admin = PgConnection::connect(&url)
+        .await
+        .expect("the database answers");
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&format!("{base}/{name}"))
+        .await
+        .unwrap();
+    harbormaster::db::MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+fn deployment(namespace: &str, name: &str, n: usize) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "team": format!("team-{}", n % 40)}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "image": format!("registry.example/team-{}/app:{}", n % 40, n % 200),
+                    "securityContext": {"privileged": n % 10 == 0, "runAsNonRoot": n % 3 == 0},
+                    "resources": {"limits": {"memory": "256Mi"}},
+                    "env": [{"name": "MODE", "value": "[redacted]"}]
+                }]}
+            }
+        }
+    })
+}
+
+/// 100,000 Deployments over 500 namespaces, each with one running pod, in batches the way a
+/// collector writes them.
+async fn seed(pool: &PgPool) {
+    let source = sources::ensure(pool, "kubernetes", "bench", "https://bench.example:6443")
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    for start in (0..WORKLOADS).step_by(BATCH) {
+        let records: Vec<WorkloadRecord> = (start..(start + BATCH).min(WORKLOADS))
+            .map(|n| {
+                let namespace = format!("ns-{}", n % 500);
+                let name = format!("app-{n:06}");
+                WorkloadRecord {
+                    key: WorkloadKey::new(&namespace, "Deployment", &name),
+                    uid: Some(format!("uid-{n}")),
+                    labels: json!({"app": name, "team": format!("team-{}", n % 40)}),
+                    annotations: json!({}),
+                    declared: Some(deployment(&namespace, &name, n)),
+                    images: vec![format!("registry.example/team-{}/app:{}", n % 40, n % 200)],
+                }
+            })
+            .collect();
+        let upserted: HashMap<WorkloadKey, Upserted> =
+            store::upsert_workloads(&mut conn, source, &records)
+                .await
+                .unwrap();
+        let digest = |n: usize| format!("sha256:{n:064x}");
+        let instances: Vec<InstanceRecord> = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| InstanceRecord {
+                workload: record.key.clone(),
+                external_id: format!("pod-uid-{}", record.key.name),
+                name: format!("{}-5d8f7-x{i}", record.key.name),
+                state: "Running".into(),
+                running: true,
+                image_ref: record.images.first().cloned(),
+                image_digest: Some(digest((start + i) % 200)),
+                node: Some(format!("node-{}", i % 20)),
+                labels: json!({"app": record.key.name}),
+                restart_count: 0,
+                spec: None,
+                raw: json!({}),
+                started_at: None,
+            })
+            .collect();
+        store::upsert_instances(&mut conn, source, &instances, &upserted)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = upserted.values().map(|u| u.id).collect();
+        store::refresh_counts(&mut conn, &ids).await.unwrap();
+        let pending: Vec<Pending> = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| {
+                let row = upserted[&record.key];
+                Pending {
+                    workload_id: row.id,
+                    is_new: row.inserted,
+                    observation: Observation {
+                        present: true,
+                        running: u32::from((start + i) % 17 != 0),
+                        digests: vec![digest((start + i) % 200)],
+                        spec_hash: Some("h".into()),
+                        rolled_out: true,
+                        reason: Some("bench seed".into()),
+                    },
+                }
+            })
+            .collect();
+        apply(&mut conn, &pending).await.unwrap();
+    }
+    sqlx::query("analyze").execute(pool).await.unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+async fn measure(client: &reqwest::Client, base: &str, label: &str, path: &str) {
+    // Warm up: caches, prepared statements, connections.
+    for _ in 0..10 {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+    }
+    let mut times = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let start = Instant::now();
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    println!(
+        "{label:<34} p50 {:>6.1} ms  p95 {:>6.1} ms  max {:>6.1} ms  ({REQUESTS} requests, {path})",
+        percentile(&times, 0.50).as_secs_f64() * 1000.0,
+        percentile(&times, 0.95).as_secs_f64() * 1000.0,
+        times.last().unwrap().as_secs_f64() * 1000.0,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let pool = bench_pool().await;
+    let started = Instant::now();
+    seed(&pool).await;
+    println!(
+        "seeded {WORKLOADS} workloads with one pod each in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let secret = tokens::create(&pool, "bench", Role::Viewer, "bench")
+        .await
+        .unwrap()
+        .secret;
+    let mut config = Config::for_tests("postgres://unused@127.0.0.1/unused");
+    config.docker_endpoints = vec![];
+    let app = Application::with_pool(config, pool.clone()).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let middle: i64 =
+        sqlx::query_scalar("select id from workloads order by id offset 50000 limit 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    measure(&client, &base, "overview", "/").await;
+    measure(&client, &base, "workload list, first page", "/workloads").await;
+    measure(
+        &client,
+        &base,
+        "workload list, page after 50,000",
+        &format!("/workloads?after={middle}"),
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "workload list, namespace + stage",
+        "/workloads?namespace=ns-123&stage=run",
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "workload list, name search",
+        "/workloads?q=app-0999",
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "workload page",
+        &format!("/workloads/{middle}"),
+    )
+    .await;
+    let _ = stop.send(());
+    let _ = server.await;
+}
