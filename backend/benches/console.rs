@@ -6,6 +6,8 @@
 //! Run: `DATABASE_URL=postgres://… cargo bench --bench console`. The benchmark works in a
 //! database of its own (`harbormaster_bench_console`), created and migrated here.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -17,8 +19,7 @@ use harbormaster::lifecycle::store::{apply, Pending};
 use harbormaster::lifecycle::Observation;
 use harbormaster::startup::Application;
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 
 /// `cargo bench` passes `--bench`: the full estate. `cargo test` runs this binary without it: a
 /// small smoke run that only proves the bench still works.
@@ -44,29 +45,7 @@ fn requests() -> usize {
 const BATCH: usize = 2_000;
 
 async fn bench_pool() -> PgPool {
-    let url = std::env::var("DATABASE_URL").expect(
-        "set DATABASE_URL to a PostgreSQL server (scripts/test-db.sh start DIR prints one)",
-    );
-    let (base, _) = url.rsplit_once('/').expect("a database URL");
-    let name = "harbormaster_bench_console";
-    let mut admin = PgConnection::connect(&url)
-        .await
-        .expect("the database answers");
-    sqlx::query(&format!("drop database if exists {name} with (force)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect(&format!("{base}/{name}"))
-        .await
-        .unwrap();
-    harbormaster::db::MIGRATOR.run(&pool).await.unwrap();
-    pool
+    common::fresh_database("harbormaster_bench_console", 10).await
 }
 
 fn deployment(namespace: &str, name: &str, n: usize) -> Value {

@@ -6,6 +6,8 @@
 //! Run: `DATABASE_URL=postgres://… cargo bench --bench docker_ingest`. The benchmark works in a
 //! database of its own (`<database>_bench_docker`), created and migrated here.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
@@ -13,8 +15,7 @@ use harbormaster::collect::docker::{ingest, Collector};
 use harbormaster::config::parse_docker_endpoint;
 use harbormaster::inventory::sources;
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -109,29 +110,7 @@ fn images() -> Vec<Value> {
 
 /// A fresh, migrated database next to the one DATABASE_URL names.
 async fn bench_pool() -> PgPool {
-    let url = std::env::var("DATABASE_URL").expect(
-        "set DATABASE_URL to a PostgreSQL server (scripts/test-db.sh start DIR prints one)",
-    );
-    let (base, _) = url.rsplit_once('/').expect("a database URL");
-    let name = "harbormaster_bench_docker";
-    let mut admin = PgConnection::connect(&url)
-        .await
-        .expect("the database answers");
-    sqlx::query(&format!("drop database if exists {name} with (force)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&format!("{base}/{name}"))
-        .await
-        .unwrap();
-    harbormaster::db::MIGRATOR.run(&pool).await.unwrap();
-    pool
+    common::fresh_database("harbormaster_bench_docker", 4).await
 }
 
 async fn truncate(pool: &PgPool) {

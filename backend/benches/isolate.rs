@@ -10,6 +10,8 @@
 //! Run: `DATABASE_URL=postgres://… cargo bench --bench isolate`. It works in a database of its own
 //! (`harbormaster_bench_incident`) and removes the containers and network it creates.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,8 +21,7 @@ use harbormaster::incident::store::{self, NewIncident, StepRequest};
 use harbormaster::incident::workflow::Step;
 use harbormaster::incident::{self, Drivers};
 use harbormaster::inventory::sources;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 
 const LOCAL: &str = "unix:///var/run/docker.sock";
 const IMAGE: &str = "harbormaster-test/busybox:1";
@@ -61,29 +62,7 @@ impl Drop for Cleanup {
 }
 
 async fn bench_pool() -> PgPool {
-    let url = std::env::var("DATABASE_URL").expect(
-        "set DATABASE_URL to a PostgreSQL server (scripts/test-db.sh start DIR prints one)",
-    );
-    let (base, _) = url.rsplit_once('/').expect("a database URL");
-    let name = "harbormaster_bench_incident";
-    let mut admin = PgConnection::connect(&url)
-        .await
-        .expect("the database answers");
-    sqlx::query(&format!("drop database if exists {name} with (force)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&format!("{base}/{name}"))
-        .await
-        .unwrap();
-    harbormaster::db::MIGRATOR.run(&pool).await.unwrap();
-    pool
+    common::fresh_database("harbormaster_bench_incident", 4).await
 }
 
 fn main() {
