@@ -134,6 +134,31 @@ const RETIRE_GRACE: Setting = Setting::new(
     Some("HARBORMASTER_RETIRE_GRACE_SECS"),
     "retire_grace_secs",
 );
+const DRIFT_INTERVAL: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_DRIFT_INTERVAL_SECS"),
+    "runtime.drift_interval_secs",
+);
+const DRIFT_CONCURRENCY: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_DRIFT_CONCURRENCY"),
+    "runtime.drift_concurrency",
+);
+const BASELINE_WINDOW: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_BASELINE_WINDOW_SECS"),
+    "runtime.baseline_window_secs",
+);
+const RESTART_THRESHOLD: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_RESTART_LOOP_COUNT"),
+    "runtime.restart_loop_count",
+);
+const RESTART_WINDOW: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_RESTART_LOOP_WINDOW_SECS"),
+    "runtime.restart_loop_window_secs",
+);
 const KUBECONFIG: Setting = Setting::new(
     None,
     Some("HARBORMASTER_KUBECONFIG"),
@@ -211,6 +236,18 @@ pub struct FileConfig {
     pub kubernetes: FileKubernetes,
     #[serde(default)]
     pub auth: FileAuth,
+    #[serde(default)]
+    pub runtime: FileRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRuntime {
+    pub drift_interval_secs: Option<u64>,
+    pub drift_concurrency: Option<u64>,
+    pub baseline_window_secs: Option<u64>,
+    pub restart_loop_count: Option<u64>,
+    pub restart_loop_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +369,8 @@ pub struct Config {
     /// own cluster.
     pub kube_in_cluster: bool,
     pub auth: AuthConfig,
+    /// Run-stage monitoring: the drift sampler, process baselines, restart loops.
+    pub runtime: crate::runtime::Settings,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -543,6 +582,44 @@ impl Config {
             .collect::<Result<_, _>>()?,
         };
 
+        let runtime = crate::runtime::Settings {
+            drift_interval: Duration::from_secs(number(
+                &DRIFT_INTERVAL,
+                env(&DRIFT_INTERVAL),
+                file.runtime.drift_interval_secs,
+                300,
+                5..=86_400,
+            )?),
+            drift_concurrency: number(
+                &DRIFT_CONCURRENCY,
+                env(&DRIFT_CONCURRENCY),
+                file.runtime.drift_concurrency,
+                8,
+                1..=256,
+            )? as usize,
+            baseline_window: Duration::from_secs(number(
+                &BASELINE_WINDOW,
+                env(&BASELINE_WINDOW),
+                file.runtime.baseline_window_secs,
+                3600,
+                0..=30 * 86_400,
+            )?),
+            restart_threshold: number(
+                &RESTART_THRESHOLD,
+                env(&RESTART_THRESHOLD),
+                file.runtime.restart_loop_count,
+                3,
+                1..=1000,
+            )? as u32,
+            restart_window: Duration::from_secs(number(
+                &RESTART_WINDOW,
+                env(&RESTART_WINDOW),
+                file.runtime.restart_loop_window_secs,
+                600,
+                10..=7 * 86_400,
+            )?),
+        };
+
         Ok(Self {
             bind,
             database,
@@ -561,6 +638,7 @@ impl Config {
             kube_contexts,
             kube_in_cluster,
             auth,
+            runtime,
             config_file,
         })
     }
@@ -994,6 +1072,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("HARBORMASTER_RETIRE_GRACE_SECS"));
+    }
+
+    #[test]
+    fn run_stage_monitoring_defaults_to_five_minutes_and_eight_at_once_and_is_checked() {
+        let config = load(&raw(), FileConfig::default(), &[]).unwrap();
+        assert_eq!(config.runtime, crate::runtime::Settings::default());
+        assert_eq!(config.runtime.drift_interval, Duration::from_secs(300));
+        assert_eq!(config.runtime.drift_concurrency, 8);
+        let config = load(
+            &raw(),
+            FileConfig::default(),
+            &[
+                ("HARBORMASTER_DRIFT_INTERVAL_SECS", "60"),
+                ("HARBORMASTER_DRIFT_CONCURRENCY", "2"),
+                ("HARBORMASTER_BASELINE_WINDOW_SECS", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.runtime.drift_interval, Duration::from_secs(60));
+        assert_eq!(config.runtime.drift_concurrency, 2);
+        assert_eq!(config.runtime.baseline_window, Duration::ZERO);
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_DRIFT_CONCURRENCY", "0")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("HARBORMASTER_DRIFT_CONCURRENCY"));
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub async fn sync_findings(
         .await?;
     }
 
-    // Resolve what was evaluated and not seen failing now.
+    // Resolve what was evaluated and not seen failing now. Findings of runtime events are not
+    // the spec's to resolve: the run-stage monitor does (crate::runtime).
     let scope_ids: Vec<i64> = evaluations.iter().map(|e| e.workload_id).collect();
     let scope_containers: Vec<Option<String>> = evaluations
         .iter()
@@ -100,9 +101,10 @@ pub async fn sync_findings(
            from unnest($1::int8[], $2::text[]) as s(workload_id, container)
            where f.workload_id = s.workload_id and f.status = 'open'
              and (s.container is null or f.container = s.container)
-             and f.last_seen < now()"#,
+             and f.last_seen < now() and f.check_id <> all($3)"#,
         &scope_ids,
-        &scope_containers as &[Option<String>]
+        &scope_containers as &[Option<String>],
+        &crate::posture::catalog::event_check_ids()
     )
     .execute(&mut *conn)
     .await?;

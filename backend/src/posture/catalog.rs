@@ -212,6 +212,12 @@ pub enum CheckId {
     RunSshd,
     RunRestartPolicy,
     RunSudoInEntrypoint,
+    RunExecInteractiveShell,
+    RunProcessDrift,
+    RunFsDriftBinaries,
+    RunRestartLoop,
+    RunImageDrift,
+    RunSpecDrift,
 }
 
 impl CheckId {
@@ -257,6 +263,36 @@ impl CheckMeta {
     pub fn layer(&self) -> Layer {
         self.layers[0]
     }
+}
+
+/// Checks whose findings come from runtime events (exec sessions, drift samples, restarts)
+/// rather than from a spec: a spec evaluation says N/A for them and never resolves their
+/// findings; the run-stage monitor opens and resolves them.
+pub const EVENT_CHECKS: &[CheckId] = &[
+    CheckId::RunExecPrivilegedOrRoot,
+    CheckId::RunExecInteractiveShell,
+    CheckId::RunProcessDrift,
+    CheckId::RunFsDriftBinaries,
+    CheckId::RunRestartLoop,
+    CheckId::RunImageDrift,
+    CheckId::RunSpecDrift,
+];
+
+impl CheckId {
+    /// Whether the check's findings come from runtime events ([`EVENT_CHECKS`]).
+    pub fn from_events(self) -> bool {
+        EVENT_CHECKS.contains(&self)
+    }
+
+    /// Whether the check is evaluated only from runtime events: no spec can say anything.
+    pub fn only_from_events(self) -> bool {
+        self.from_events() && self != CheckId::RunExecPrivilegedOrRoot
+    }
+}
+
+/// The ids of [`EVENT_CHECKS`].
+pub fn event_check_ids() -> Vec<String> {
+    EVENT_CHECKS.iter().map(|c| c.as_str().to_string()).collect()
 }
 
 /// Looks a check up by its id.
@@ -330,7 +366,7 @@ const fn refs(
 }
 
 /// The catalog, in [`CheckId`] order.
-pub static CATALOG: [CheckMeta; 62] = [
+pub static CATALOG: [CheckMeta; 68] = [
     // 1.A Privilege
     entry(
         CheckId::PrivPrivileged,
@@ -1590,6 +1626,115 @@ pub static CATALOG: [CheckMeta; 62] = [
             Some("command: [\"/app/server\"]   # no sudo"),
         ),
         refs(None, None, &["kubescape C-0062"]),
+    ),
+    // 1.L (run stage, observed): evaluated from runtime events, never from a spec.
+    entry(
+        CheckId::RunExecInteractiveShell,
+        "run.exec_interactive_shell",
+        "Interactive shell or debug session in a running container",
+        Medium,
+        "someone works inside a running container by hand: a change outside the delivery pipeline, or an intruder",
+        Abuse,
+        &[Run],
+        &[Orch],
+        C,
+        Both,
+        fix(
+            "Find out who opened the session and why; rebuild and redeploy the workload instead of changing it in place, and restrict exec rights.",
+            Some("Restrict who can reach the engine (the Docker socket is root); replace the container: `docker compose up -d --force-recreate`."),
+            Some("# RBAC: remove create on pods/exec, pods/attach, pods/ephemeralcontainers from non-admin roles\nkubectl rollout restart deployment/<name>"),
+        ),
+        refs(None, Some("5.23, 5.24"), &["MITRE ATT&CK T1609 Container Administration Command"]),
+    ),
+    entry(
+        CheckId::RunProcessDrift,
+        "run.process_drift",
+        "Process outside the workload's baseline",
+        Medium,
+        "a process the workload did not run while its baseline was learned: a shell, an SSH daemon or a package manager in production stands out",
+        Malicious,
+        &[Run],
+        &[App, Img],
+        C,
+        Docker,
+        fix(
+            "Find out what started the process; if it is legitimate, approve it into the baseline, else isolate the workload and replace the container.",
+            Some("`docker top <container>`; approve on the event, or replace the container with `docker compose up -d --force-recreate`."),
+            None,
+        ),
+        refs(None, None, &["MITRE ATT&CK T1059 Command and Scripting Interpreter"]),
+    ),
+    entry(
+        CheckId::RunFsDriftBinaries,
+        "run.fs_drift_binaries",
+        "Executables or system files changed in a running container",
+        High,
+        "a binary, library or account file added or changed after start is how implants, backdoors and persistence arrive",
+        Malicious,
+        &[Run],
+        &[Img, Orch],
+        C,
+        Docker,
+        fix(
+            "Treat the container as compromised until shown otherwise: capture the diff, replace the container from its image and make the root filesystem read-only.",
+            Some("`docker diff <container>`; `--read-only` with `--tmpfs /tmp`; Compose: `read_only: true`."),
+            None,
+        ),
+        refs(None, Some("5.13"), &["MITRE ATT&CK T1543, T1554"]),
+    ),
+    entry(
+        CheckId::RunRestartLoop,
+        "run.restart_loop",
+        "Container restarting in a loop",
+        Medium,
+        "a crash loop is a denial of service, a failing exploit attempt or a broken rollout; each restart re-runs the entrypoint",
+        Misconf,
+        &[Run],
+        &[App, Orch],
+        C,
+        Both,
+        fix(
+            "Read the logs of the failing runs and fix the cause; bound the restarts.",
+            Some("`docker logs <container>`; `--restart on-failure:5`."),
+            Some("kubectl logs <pod> -c <container> --previous"),
+        ),
+        refs(None, Some("5.15"), &[]),
+    ),
+    entry(
+        CheckId::RunImageDrift,
+        "run.image_drift",
+        "Running image digest differs from the declared one",
+        High,
+        "the code that runs is not the code that was reviewed and pinned: a re-pointed tag or a node with another image",
+        Malicious,
+        &[Run],
+        &[Orch],
+        C,
+        K8s,
+        fix(
+            "Pin the image by digest and pull it again; find out where the other digest came from.",
+            None,
+            Some("image: registry.example/app@sha256:<digest>\nimagePullPolicy: Always"),
+        ),
+        refs(None, None, &["kubescape C-0306"]),
+    ),
+    entry(
+        CheckId::RunSpecDrift,
+        "run.spec_drift",
+        "Pod spec drifted from its controller's template",
+        Medium,
+        "a pod that does not match its template was changed behind the controller's back (images or security context edited in place)",
+        Abuse,
+        &[Run],
+        &[Orch],
+        C,
+        K8s,
+        fix(
+            "Delete the drifted pod so that the controller recreates it from the template, and find out who changed it.",
+            None,
+            Some("kubectl delete pod <pod>   # the controller recreates it from the template"),
+        ),
+        refs(None, None, &[]),
     ),
 ];
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use super::map::{self, LiveInstance};
@@ -17,16 +17,7 @@ use crate::lifecycle::Stage;
 use crate::lifecycle::{Observation, Transition};
 use crate::posture::{Context, ImageFacts};
 
-/// A runtime event to append (an exec session in a container).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuntimeEvent {
-    /// The container's id.
-    pub container_id: String,
-    pub kind: String,
-    pub severity: String,
-    pub summary: String,
-    pub details: Value,
-}
+pub use crate::runtime::RuntimeEvent;
 
 /// What one write carries.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +30,11 @@ pub struct Batch {
     pub removed: Vec<String>,
     /// A full resync: every container not in `containers` is gone.
     pub full: bool,
+    /// Exec sessions, restarts, OOM kills and the like: recorded after the containers, so that
+    /// they find their instance ([`crate::runtime::record_events`]).
     pub runtime_events: Vec<RuntimeEvent>,
+    /// The run-stage monitoring settings the events are judged with (restart loops).
+    pub monitoring: crate::runtime::Settings,
     /// Why, for the lifecycle history ("resync", "container web-1: start").
     pub reason: String,
     /// Per-container reasons, by container id, winning over `reason`.
@@ -235,9 +230,8 @@ pub async fn ingest_in(
         .collect();
     findings::store::close_retired(conn, &retired).await?;
 
-    if !batch.runtime_events.is_empty() {
-        insert_runtime_events(conn, source_id, &batch.runtime_events).await?;
-    }
+    crate::runtime::record_events(conn, source_id, &batch.runtime_events, &batch.monitoring)
+        .await?;
 
     if batch.full {
         sources::mark_resynced(&mut *conn, source_id, &counts).await?;
@@ -364,43 +358,4 @@ pub async fn retire_expired(
         })
         .collect();
     apply(conn, &pending).await
-}
-
-async fn insert_runtime_events(
-    conn: &mut PgConnection,
-    source_id: i64,
-    events: &[RuntimeEvent],
-) -> Result<(), sqlx::Error> {
-    let container_ids: Vec<String> = events.iter().map(|e| e.container_id.clone()).collect();
-    let kinds: Vec<String> = events.iter().map(|e| e.kind.clone()).collect();
-    let severities: Vec<String> = events.iter().map(|e| e.severity.clone()).collect();
-    let summaries: Vec<String> = events.iter().map(|e| e.summary.clone()).collect();
-    let details: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            let mut details = e.details.clone();
-            if details.is_null() {
-                details = json!({});
-            }
-            details
-        })
-        .collect();
-    sqlx::query!(
-        r#"insert into runtime_events (source_id, workload_id, instance_id, kind, severity, summary,
-                                       details)
-           select $1, i.workload_id, i.id, t.kind, t.severity, t.summary, t.details
-           from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-                with ordinality as t(container_id, kind, severity, summary, details, n)
-           left join instances i on i.source_id = $1 and i.external_id = t.container_id
-           order by t.n"#,
-        source_id,
-        &container_ids,
-        &kinds,
-        &severities,
-        &summaries,
-        &details,
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use super::{supervise, Backoff, Outcome};
 use crate::config::{Config, DockerEndpoint};
 use crate::inventory::sources;
+use crate::runtime::rules::{judge_exec, ExecFacts};
 use ingest::{Batch, Report, RuntimeEvent};
 
 /// Seconds a request to an engine may take before it counts as failed.
@@ -97,6 +98,8 @@ pub struct Collector {
     pub source_id: i64,
     /// How long a workload without instances waits before it retires.
     pub grace: Duration,
+    /// How runtime events are judged (restart loops).
+    pub monitoring: crate::runtime::Settings,
 }
 
 impl Collector {
@@ -112,6 +115,7 @@ impl Collector {
             docker: connect(endpoint).await?,
             source_id,
             grace,
+            monitoring: crate::runtime::Settings::default(),
         })
     }
 
@@ -138,6 +142,7 @@ impl Collector {
             images,
             full: true,
             reason: "resync".into(),
+            monitoring: self.monitoring.clone(),
             ..Batch::default()
         };
         Ok(ingest::ingest(&self.pool, self.source_id, batch, self.grace).await?)
@@ -186,6 +191,9 @@ impl Collector {
         let mut images: BTreeSet<String> = BTreeSet::new();
         let mut reasons: HashMap<String, String> = HashMap::new();
         let mut execs = Vec::new();
+        // Container id → what the engine said besides "it changed": started, OOM, unhealthy.
+        let mut started: BTreeSet<String> = BTreeSet::new();
+        let mut signals: Vec<RuntimeEvent> = Vec::new();
         for event in events {
             let action = event.action.as_deref().unwrap_or_default();
             // Older engines append details: "exec_start: sh -c id", "health_status: healthy".
@@ -213,7 +221,33 @@ impl Collector {
                         // Exec sessions end, top and export change nothing we store.
                         "exec_die" | "exec_detach" | "top" | "export" | "attach"
                         | "archive-path" | "extract-to-dir" | "resize" => {}
+                        "oom" => {
+                            signals.push(RuntimeEvent {
+                                container_id: id.clone(),
+                                kind: "oom_kill".into(),
+                                severity: "medium".into(),
+                                summary: format!("{name} was killed: out of memory"),
+                                details: json!({"container_name": name}),
+                            });
+                            containers.insert(id.clone());
+                        }
+                        "health_status" => {
+                            let status = action.split_once(':').map(|(_, s)| s.trim());
+                            if status == Some("unhealthy") {
+                                signals.push(RuntimeEvent {
+                                    container_id: id.clone(),
+                                    kind: "health_unhealthy".into(),
+                                    severity: "medium".into(),
+                                    summary: format!("{name} turned unhealthy"),
+                                    details: json!({"container_name": name, "status": "unhealthy"}),
+                                });
+                            }
+                            containers.insert(id.clone());
+                        }
                         _ => {
+                            if verb == "start" {
+                                started.insert(id.clone());
+                            }
                             containers.insert(id.clone());
                         }
                     }
@@ -253,6 +287,12 @@ impl Collector {
         for (container, verb, action, attributes) in execs {
             runtime_events.push(self.exec_event(container, verb, &action, &attributes).await);
         }
+        for (id, doc) in &inspected {
+            if started.contains(id) {
+                runtime_events.extend(start_events(id, doc));
+            }
+        }
+        runtime_events.extend(signals);
         let batch = Batch {
             containers: inspected.into_iter().map(|(_, doc)| doc).collect(),
             images,
@@ -261,12 +301,15 @@ impl Collector {
             runtime_events,
             reason: "event".into(),
             reasons,
+            monitoring: self.monitoring.clone(),
         };
         Ok(ingest::ingest(&self.pool, self.source_id, batch, self.grace).await?)
     }
 
-    /// An exec session as a runtime event: the command from the exec inspect when the session
-    /// still exists, else from the event. Env values are never part of either.
+    /// An exec session as a runtime event: the command, user, privileged and tty from the exec
+    /// inspect when the session still exists, else the command from the event; judged
+    /// ([`crate::runtime::rules::judge_exec`]) against the container's own user. Env values are
+    /// never part of either.
     async fn exec_event(
         &self,
         container: String,
@@ -276,28 +319,58 @@ impl Collector {
     ) -> RuntimeEvent {
         let exec_id = attributes.get("execID").cloned();
         let name = attributes.get("name").cloned().unwrap_or_default();
-        let mut details = json!({
-            "container_id": container,
-            "container_name": name,
-            "exec_id": exec_id,
-        });
-        let mut command = action
-            .split_once(':')
-            .map(|(_, rest)| rest.trim().to_string())
-            .unwrap_or_default();
+        let mut facts = ExecFacts {
+            command: action
+                .split_once(':')
+                .map(|(_, rest)| rest.trim().to_string())
+                .unwrap_or_default(),
+            ..ExecFacts::default()
+        };
+        let mut inspected = false;
         if let Some(exec_id) = &exec_id {
             if let Ok(exec) = self.docker.inspect_exec(exec_id).await {
+                facts.open_stdin = exec.open_stdin.unwrap_or(false);
                 if let Some(process) = exec.process_config {
                     let mut words = vec![process.entrypoint.unwrap_or_default()];
                     words.extend(process.arguments.unwrap_or_default());
-                    command = words.join(" ").trim().to_string();
-                    details["user"] = json!(process.user.unwrap_or_default());
-                    details["privileged"] = json!(process.privileged.unwrap_or(false));
-                    details["tty"] = json!(process.tty.unwrap_or(false));
+                    facts.command = words.join(" ").trim().to_string();
+                    facts.user = process.user.unwrap_or_default();
+                    facts.privileged = process.privileged.unwrap_or(false);
+                    facts.tty = process.tty.unwrap_or(false);
+                    inspected = true;
                 }
             }
         }
-        details["command"] = json!(command);
+        if let Ok(doc) = self.docker.inspect_container(&container, None).await {
+            facts.container_user = doc.config.and_then(|c| c.user).unwrap_or_default();
+        }
+        let judged = judge_exec(&facts);
+        let effective_user = if facts.user.trim().is_empty() {
+            if facts.container_user.trim().is_empty() {
+                "root".to_string()
+            } else {
+                facts.container_user.clone()
+            }
+        } else {
+            facts.user.clone()
+        };
+        let details = json!({
+            "container_id": container,
+            "container_name": name,
+            "exec_id": exec_id,
+            "command": facts.command,
+            "user": facts.user,
+            "effective_user": effective_user,
+            "container_user": facts.container_user,
+            "privileged": facts.privileged,
+            "tty": facts.tty,
+            "open_stdin": facts.open_stdin,
+            "inspected": inspected,
+            "shell": judged.shell,
+            "interactive_shell": judged.interactive_shell,
+            "root": judged.root,
+            "elevated": judged.elevated,
+        });
         let what = if verb == "exec_create" {
             "exec session created"
         } else {
@@ -306,8 +379,12 @@ impl Collector {
         RuntimeEvent {
             container_id: container,
             kind: verb,
-            severity: "info".into(),
-            summary: format!("{what} in {name}: {command}"),
+            severity: judged.severity.as_str().into(),
+            summary: format!(
+                "{what} in {name} as {effective_user}{}: {}",
+                if facts.privileged { " (privileged)" } else { "" },
+                facts.command
+            ),
             details,
         }
     }
@@ -383,6 +460,87 @@ impl Collector {
     }
 }
 
+/// What a container's start says besides "it runs": a restart by its restart policy (the
+/// restart count rose), a privileged start, sensitive host paths mounted.
+fn start_events(id: &str, doc: &Value) -> Vec<RuntimeEvent> {
+    let name = doc
+        .get("Name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_string();
+    let mut out = Vec::new();
+    let restarts = doc.get("RestartCount").and_then(Value::as_i64).unwrap_or(0);
+    if restarts > 0 {
+        let exit = doc.pointer("/State/ExitCode").and_then(Value::as_i64);
+        out.push(RuntimeEvent {
+            container_id: id.to_string(),
+            kind: "restart".into(),
+            severity: "low".into(),
+            summary: format!("{name} restarted by its restart policy (restart {restarts})"),
+            details: json!({
+                "container_name": name,
+                "restart_count": restarts,
+                "delta": 1,
+                "restart_policy": doc.pointer("/HostConfig/RestartPolicy/Name"),
+                "last_exit_code": exit,
+                "oom_killed": doc.pointer("/State/OOMKilled"),
+            }),
+        });
+    }
+    if doc.pointer("/HostConfig/Privileged").and_then(Value::as_bool) == Some(true) {
+        out.push(RuntimeEvent {
+            container_id: id.to_string(),
+            kind: "privileged_start".into(),
+            severity: "high".into(),
+            summary: format!("{name} started privileged"),
+            details: json!({"container_name": name, "privileged": true}),
+        });
+    }
+    let sensitive: Vec<&str> = doc
+        .get("Mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("Type").and_then(Value::as_str) == Some("bind"))
+        .filter_map(|m| m.get("Source").and_then(Value::as_str))
+        .filter(|source| sensitive_host_path(source))
+        .collect();
+    if !sensitive.is_empty() {
+        out.push(RuntimeEvent {
+            container_id: id.to_string(),
+            kind: "sensitive_mount_start".into(),
+            severity: "high".into(),
+            summary: format!("{name} started with host paths {}", sensitive.join(", ")),
+            details: json!({"container_name": name, "host_paths": sensitive}),
+        });
+    }
+    out
+}
+
+/// Host paths whose mount into a container gives the host away: the root, the runtime sockets,
+/// system configuration, kernel interfaces, credentials.
+fn sensitive_host_path(source: &str) -> bool {
+    const EXACT: &[&str] = &["/", "/etc", "/root", "/var/run", "/run", "/var", "/boot", "/home"];
+    const UNDER: &[&str] = &[
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/run/containerd",
+        "/var/run/crio",
+        "/etc/",
+        "/root/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/boot/",
+        "/var/lib/kubelet",
+        "/var/lib/docker",
+    ];
+    let path = source.trim_end_matches('/');
+    let path = if path.is_empty() { "/" } else { path };
+    EXACT.contains(&path) || UNDER.iter().any(|p| path.starts_with(p))
+}
+
 /// One connection's life: connect, resync, follow events; any failure marks the source down.
 async fn session(
     pool: &PgPool,
@@ -401,11 +559,12 @@ async fn session(
             progressed,
         }
     };
-    let collector =
+    let mut collector =
         match Collector::connect(pool.clone(), endpoint, source_id, config.retire_grace).await {
             Ok(collector) => collector,
             Err(err) => return fail(err, false).await,
         };
+    collector.monitoring = config.runtime.clone();
     // Events from a little before the resync are replayed: re-inspecting is idempotent.
     let since = chrono::Utc::now().timestamp() - 2;
     match collector.resync_once().await {

@@ -118,6 +118,10 @@ pub async fn persist(
         store::upsert_instances(&mut tx, source_id, &batch, &upserted).await?;
     }
 
+    // Run-stage monitoring of the Pods just written (debug containers, restarts, drift).
+    super::runtime::observe(&mut tx, source_id, &changed, &crate::runtime::Settings::default())
+        .await?;
+
     let present: HashSet<String> = snapshot
         .workloads
         .values()

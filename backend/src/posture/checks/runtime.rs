@@ -10,6 +10,20 @@ pub(crate) fn run(e: &mut Eval<'_, '_, '_>) {
     sshd(e);
     restart_policy(e);
     sudo_in_entrypoint(e);
+    observed_only(e);
+}
+
+/// The checks evaluated from runtime events (exec sessions, drift samples, restarts, the live
+/// pod against its template): a spec alone, offline or collected, says nothing about them.
+fn observed_only(e: &mut Eval<'_, '_, '_>) {
+    for check in crate::posture::catalog::EVENT_CHECKS {
+        if check.only_from_events() {
+            e.not_applicable(
+                *check,
+                "run stage: evaluated from runtime events (exec sessions, drift samples, restarts), not from the spec",
+            );
+        }
+    }
 }
 
 fn exec_privileged_or_root(e: &mut Eval<'_, '_, '_>) {
