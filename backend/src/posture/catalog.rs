@@ -292,7 +292,10 @@ impl CheckId {
 
 /// The ids of [`EVENT_CHECKS`].
 pub fn event_check_ids() -> Vec<String> {
-    EVENT_CHECKS.iter().map(|c| c.as_str().to_string()).collect()
+    EVENT_CHECKS
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
 }
 
 /// Looks a check up by its id.

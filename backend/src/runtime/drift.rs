@@ -390,7 +390,8 @@ async fn apply(
             }
             // Only what was reported is remembered: a path that goes away and comes back is
             // new again.
-            state["drift_paths"] = json!(paths.into_iter().take(10 * MAX_PATHS).collect::<Vec<_>>());
+            state["drift_paths"] =
+                json!(paths.into_iter().take(10 * MAX_PATHS).collect::<Vec<_>>());
         }
         if state != before || !previous.contains_key(&c.instance_id) {
             states.push((c.instance_id, state));
@@ -441,13 +442,16 @@ async fn apply(
         } else {
             "fs_drift"
         };
-        if let Some(c) = running.iter().find(|r| {
-            r.workload_id == finding.workload_id && r.name == finding.container
-        }) {
+        if let Some(c) = running
+            .iter()
+            .find(|r| r.workload_id == finding.workload_id && r.name == finding.container)
+        {
             if let Some(id) = by_instance.get(&(c.external_id.as_str(), kind)) {
                 if let Value::Array(items) = &mut finding.evidence {
-                    items.push(json!({"pointer": format!("/runtime_events/{id}"), "raw": kind,
-                                      "normalized": "the event that reported it"}));
+                    items.push(
+                        json!({"pointer": format!("/runtime_events/{id}"), "raw": kind,
+                                      "normalized": "the event that reported it"}),
+                    );
                 }
             }
         }
@@ -565,17 +569,16 @@ pub fn spawn(pool: PgPool, config: Arc<Config>, tasks: &TaskTracker, cancel: &Ca
                     () = cancel.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let source_id = match sources::ensure(
-                    &pool, "docker", &endpoint.address, &endpoint.address,
-                )
-                .await
-                {
-                    Ok(id) => id,
-                    Err(err) => {
-                        tracing::warn!(%err, "drift sampler: cannot find the source");
-                        continue;
-                    }
-                };
+                let source_id =
+                    match sources::ensure(&pool, "docker", &endpoint.address, &endpoint.address)
+                        .await
+                    {
+                        Ok(id) => id,
+                        Err(err) => {
+                            tracing::warn!(%err, "drift sampler: cannot find the source");
+                            continue;
+                        }
+                    };
                 if docker.is_none() {
                     match crate::collect::docker::connect(&endpoint).await {
                         Ok(client) => docker = Some(client),

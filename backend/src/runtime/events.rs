@@ -89,7 +89,10 @@ pub async fn query(pool: &PgPool, filter: &EventFilter) -> Result<EventPage, sql
             .filter(|s| *s >= min)
             .map(|s| s.as_str().to_string())
             .collect();
-        query.push(" and e.severity = any(").push_bind(wanted).push(")");
+        query
+            .push(" and e.severity = any(")
+            .push_bind(wanted)
+            .push(")");
     }
     if let Some(since) = filter.since {
         query.push(" and e.at >= ").push_bind(since);
@@ -192,7 +195,11 @@ async fn attach(pool: &PgPool, incident_id: i64, event: &EventView) -> Result<()
     incidents::add_evidence(pool, incident_id, None, "runtime_event", &content).await
 }
 
-async fn set_origin(db: impl PgExecutor<'_>, incident_id: i64, event_id: i64) -> Result<(), sqlx::Error> {
+async fn set_origin(
+    db: impl PgExecutor<'_>,
+    incident_id: i64,
+    event_id: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "update incidents set origin = 'event', event_id = $2 where id = $1",
         incident_id,

@@ -215,7 +215,11 @@ async fn restart_loops(
                  and coalesce(details->>'container', '') = $2
                  and at > now() - make_interval(secs => $3)"#,
             instance,
-            event.details.get("container").and_then(Value::as_str).unwrap_or(""),
+            event
+                .details
+                .get("container")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             window
         )
         .fetch_one(&mut *conn)
@@ -243,12 +247,10 @@ async fn restart_loops(
         );
         let mut evidence = event_evidence(event.id, &event.kind, &event.summary);
         if !already {
-            let external = sqlx::query_scalar!(
-                "select external_id from instances where id = $1",
-                instance
-            )
-            .fetch_one(&mut *conn)
-            .await?;
+            let external =
+                sqlx::query_scalar!("select external_id from instances where id = $1", instance)
+                    .fetch_one(&mut *conn)
+                    .await?;
             let mut details = json!({
                 "container": container,
                 "restarts": count,

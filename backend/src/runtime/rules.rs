@@ -15,10 +15,44 @@ const SHELLS: &[&str] = &[
 /// Process names that stand out in a production container: shells, remote access, network
 /// tools, package managers, compilers, interpreters started by hand, miners.
 const SUSPICIOUS_PROCESSES: &[&str] = &[
-    "sh", "ash", "bash", "dash", "zsh", "ksh", "sshd", "ssh", "dropbear", "telnetd", "nc", "ncat",
-    "netcat", "socat", "nmap", "masscan", "tcpdump", "wget", "curl", "ftp", "tftp", "apt",
-    "apt-get", "dpkg", "yum", "dnf", "rpm", "apk", "pip", "pip3", "npm", "gem", "gcc", "cc",
-    "make", "xmrig", "minerd", "kworkerds",
+    "sh",
+    "ash",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "sshd",
+    "ssh",
+    "dropbear",
+    "telnetd",
+    "nc",
+    "ncat",
+    "netcat",
+    "socat",
+    "nmap",
+    "masscan",
+    "tcpdump",
+    "wget",
+    "curl",
+    "ftp",
+    "tftp",
+    "apt",
+    "apt-get",
+    "dpkg",
+    "yum",
+    "dnf",
+    "rpm",
+    "apk",
+    "pip",
+    "pip3",
+    "npm",
+    "gem",
+    "gcc",
+    "cc",
+    "make",
+    "xmrig",
+    "minerd",
+    "kworkerds",
 ];
 
 /// Paths whose change in a running container is a finding: executables, libraries, accounts,
@@ -90,7 +124,10 @@ pub struct ExecJudgement {
 }
 
 fn is_root(user: &str) -> bool {
-    matches!(user.split(':').next().unwrap_or("").trim(), "" | "0" | "root")
+    matches!(
+        user.split(':').next().unwrap_or("").trim(),
+        "" | "0" | "root"
+    )
 }
 
 fn basename(word: &str) -> &str {
@@ -201,7 +238,10 @@ pub fn mount_points(inspect: &Value) -> Vec<String> {
         .filter_map(|m| m.get("Destination").and_then(Value::as_str))
         .map(String::from)
         .collect();
-    if let Some(tmpfs) = inspect.pointer("/HostConfig/Tmpfs").and_then(Value::as_object) {
+    if let Some(tmpfs) = inspect
+        .pointer("/HostConfig/Tmpfs")
+        .and_then(Value::as_object)
+    {
         out.extend(tmpfs.keys().cloned());
     }
     out

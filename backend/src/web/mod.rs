@@ -7,6 +7,7 @@ pub mod assets;
 pub mod auth;
 pub mod checks;
 pub mod error;
+pub mod events;
 pub mod findings;
 pub mod health;
 pub mod incidents;
@@ -78,6 +79,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         sources::POLICIES,
         workloads::POLICIES,
         findings::POLICIES,
+        events::POLICIES,
     ]
     .concat()
 }
@@ -100,7 +102,8 @@ pub fn router(
         .merge(sources::router())
         .merge(workloads::router())
         .merge(auth::router())
-        .merge(findings::router());
+        .merge(findings::router())
+        .merge(events::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

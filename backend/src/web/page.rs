@@ -32,6 +32,10 @@ pub const NAV: &[NavItem] = &[
         href: "/workloads",
     },
     NavItem {
+        label: "Events",
+        href: "/events",
+    },
+    NavItem {
         label: "Incidents",
         href: "/incidents",
     },

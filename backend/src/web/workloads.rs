@@ -378,6 +378,8 @@ pub struct WorkloadDetailPage {
     annotations: Vec<Pair>,
     posture: Posture,
     redacted: &'static str,
+    /// The newest runtime events (exec sessions, drift, restarts).
+    events: Vec<super::events::EventRow>,
 }
 
 impl WorkloadDetailPage {
@@ -406,6 +408,11 @@ async fn get_workload_page(
         .await?
         .ok_or_else(not_found)?;
     let posture = posture_of(&detail, extras.declared.as_ref());
+    let events = crate::runtime::events::of_workload(&state.pool, id, 20)
+        .await?
+        .into_iter()
+        .map(super::events::EventRow::from)
+        .collect();
     let page = WorkloadDetailPage {
         ctx: ctx
             .titled(format!("{} · Workloads", detail.workload.name))
@@ -416,6 +423,7 @@ async fn get_workload_page(
         detail,
         posture,
         redacted: redact::REDACTED,
+        events,
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }

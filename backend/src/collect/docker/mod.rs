@@ -382,7 +382,11 @@ impl Collector {
             severity: judged.severity.as_str().into(),
             summary: format!(
                 "{what} in {name} as {effective_user}{}: {}",
-                if facts.privileged { " (privileged)" } else { "" },
+                if facts.privileged {
+                    " (privileged)"
+                } else {
+                    ""
+                },
                 facts.command
             ),
             details,
@@ -488,7 +492,11 @@ fn start_events(id: &str, doc: &Value) -> Vec<RuntimeEvent> {
             }),
         });
     }
-    if doc.pointer("/HostConfig/Privileged").and_then(Value::as_bool) == Some(true) {
+    if doc
+        .pointer("/HostConfig/Privileged")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         out.push(RuntimeEvent {
             container_id: id.to_string(),
             kind: "privileged_start".into(),
@@ -521,7 +529,9 @@ fn start_events(id: &str, doc: &Value) -> Vec<RuntimeEvent> {
 /// Host paths whose mount into a container gives the host away: the root, the runtime sockets,
 /// system configuration, kernel interfaces, credentials.
 fn sensitive_host_path(source: &str) -> bool {
-    const EXACT: &[&str] = &["/", "/etc", "/root", "/var/run", "/run", "/var", "/boot", "/home"];
+    const EXACT: &[&str] = &[
+        "/", "/etc", "/root", "/var/run", "/run", "/var", "/boot", "/home",
+    ];
     const UNDER: &[&str] = &[
         "/var/run/docker.sock",
         "/run/docker.sock",

@@ -119,8 +119,13 @@ pub async fn persist(
     }
 
     // Run-stage monitoring of the Pods just written (debug containers, restarts, drift).
-    super::runtime::observe(&mut tx, source_id, &changed, &crate::runtime::Settings::default())
-        .await?;
+    super::runtime::observe(
+        &mut tx,
+        source_id,
+        &changed,
+        &crate::runtime::Settings::default(),
+    )
+    .await?;
 
     let present: HashSet<String> = snapshot
         .workloads

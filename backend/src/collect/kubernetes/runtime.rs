@@ -122,8 +122,8 @@ pub fn observe_pod(
 
     // Restarts: the count rising since last time; a crash loop the kubelet reports.
     let mut restarts = BTreeMap::new();
-    for status in items(pod, "/status/initContainerStatuses")
-        .chain(items(pod, "/status/containerStatuses"))
+    for status in
+        items(pod, "/status/initContainerStatuses").chain(items(pod, "/status/containerStatuses"))
     {
         let name = text(status, "/name").to_string();
         let count = status
@@ -132,7 +132,10 @@ pub fn observe_pod(
             .unwrap_or(0);
         let crash_loop = text(status, "/state/waiting/reason") == "CrashLoopBackOff";
         let last = before
-            .pointer(&format!("/restarts/{}", name.replace('~', "~0").replace('/', "~1")))
+            .pointer(&format!(
+                "/restarts/{}",
+                name.replace('~', "~0").replace('/', "~1")
+            ))
             .and_then(Value::as_i64);
         let delta = last.map_or(0, |last| (count - last).max(0));
         if delta > 0 || (last.is_none() && crash_loop && count > 0) {
@@ -175,16 +178,16 @@ pub fn observe_pod(
     let reported: BTreeSet<&str> = items(before, "/image_drift")
         .filter_map(Value::as_str)
         .collect();
-    for status in items(pod, "/status/initContainerStatuses")
-        .chain(items(pod, "/status/containerStatuses"))
+    for status in
+        items(pod, "/status/initContainerStatuses").chain(items(pod, "/status/containerStatuses"))
     {
         let name = text(status, "/name");
         let Some(running) = mapping::normalize_image_id(text(status, "/imageID")) else {
             continue;
         };
         let image = declared.get(name).copied().unwrap_or("");
-        let pinned = pinned_digest(image)
-            .or_else(|| templated.get(name).and_then(|i| pinned_digest(i)));
+        let pinned =
+            pinned_digest(image).or_else(|| templated.get(name).and_then(|i| pinned_digest(i)));
         if let Some(pinned) = pinned {
             if pinned != running {
                 let message = format!("{name} runs {running}, declared {pinned}");
@@ -279,7 +282,12 @@ pub async fn observe(
     .await?;
     let stored: HashMap<&str, (i64, i64, Option<Value>)> = rows
         .iter()
-        .map(|r| (r.external_id.as_str(), (r.id, r.workload_id, r.state.clone())))
+        .map(|r| {
+            (
+                r.external_id.as_str(),
+                (r.id, r.workload_id, r.state.clone()),
+            )
+        })
         .collect();
 
     let mut events = Vec::new();
@@ -302,7 +310,11 @@ pub async fn observe(
             states.push((*instance_id, seen.state.clone()));
         }
         for (check, drift, resolve) in [
-            (CheckId::RunImageDrift, &seen.image_drift, &mut resolve_image),
+            (
+                CheckId::RunImageDrift,
+                &seen.image_drift,
+                &mut resolve_image,
+            ),
             (CheckId::RunSpecDrift, &seen.spec_drift, &mut resolve_spec),
         ] {
             for container in &seen.containers {
@@ -384,7 +396,11 @@ mod tests {
     #[test]
     fn a_crash_loop_on_first_sight_is_a_restart_and_a_wrong_digest_is_image_drift() {
         let seen = observe_pod(
-            &pod(7, Some("CrashLoopBackOff"), "docker-pullable://registry.example/web@sha256:bbb"),
+            &pod(
+                7,
+                Some("CrashLoopBackOff"),
+                "docker-pullable://registry.example/web@sha256:bbb",
+            ),
             None,
             false,
             None,
@@ -410,6 +426,9 @@ mod tests {
         let seen = observe_pod(&pod(0, None, "sha256:aaa"), Some(&template), true, None);
         assert_eq!(seen.spec_drift.len(), 1);
         let rolling = observe_pod(&pod(0, None, "sha256:aaa"), Some(&template), false, None);
-        assert!(rolling.spec_drift.is_empty(), "a rollout in progress is not drift");
+        assert!(
+            rolling.spec_drift.is_empty(),
+            "a rollout in progress is not drift"
+        );
     }
 }
