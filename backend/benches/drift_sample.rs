@@ -9,7 +9,7 @@
 //!
 //! Run: `DATABASE_URL=postgres://… cargo bench --bench drift_sample` (N = 100, or
 //! `HARBORMASTER_BENCH_DRIFT_CONTAINERS`; concurrency `HARBORMASTER_DRIFT_CONCURRENCY`, default
-//! 8). Under `cargo test` it runs once with 5 containers. It works in a database of its own
+//! 8). Under `cargo test` it runs with 5 containers unless the variable says otherwise. It works in a database of its own
 //! (`harbormaster_bench_drift`) and removes the containers it creates.
 
 mod common;
@@ -65,11 +65,10 @@ impl Drop for Cleanup {
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let count = if full {
-        env_number("HARBORMASTER_BENCH_DRIFT_CONTAINERS", 100)
-    } else {
-        5
-    };
+    let count = env_number(
+        "HARBORMASTER_BENCH_DRIFT_CONTAINERS",
+        if full { 100 } else { 5 },
+    );
     let concurrency = env_number("HARBORMASTER_DRIFT_CONCURRENCY", 8);
     if docker(&["image", "inspect", IMAGE]).is_err() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-images.sh");

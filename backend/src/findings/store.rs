@@ -47,46 +47,20 @@ pub async fn sync_findings(
             }
         }
     }
-    let rows: Vec<_> = rows.into_iter().collect();
-    for chunk in rows.chunks(FINDING_BATCH) {
-        let mut workload_ids = Vec::with_capacity(chunk.len());
-        let mut checks = Vec::with_capacity(chunk.len());
-        let mut containers = Vec::with_capacity(chunk.len());
-        let mut severities = Vec::with_capacity(chunk.len());
-        let mut layers = Vec::with_capacity(chunk.len());
-        let mut messages = Vec::with_capacity(chunk.len());
-        let mut evidence = Vec::with_capacity(chunk.len());
-        for ((workload_id, check, container), (severity, message, ev)) in chunk {
-            workload_ids.push(*workload_id);
-            checks.push(check.to_string());
-            containers.push(container.to_string());
-            severities.push(severity.to_string());
-            let layer = crate::posture::catalog::find(check)
-                .map(|meta| layer_str(meta.layer()))
-                .unwrap_or("runtime");
-            layers.push(layer.to_string());
-            messages.push(message.to_string());
-            evidence.push((*ev).clone());
-        }
-        sqlx::query!(
-            r#"insert into findings (workload_id, check_id, container, severity, layer, message,
-                                     evidence)
-               select * from unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                    $6::text[], $7::jsonb[])
-               on conflict (workload_id, check_id, container) where status = 'open'
-               do update set last_seen = now(), severity = excluded.severity,
-                             message = excluded.message, evidence = excluded.evidence"#,
-            &workload_ids,
-            &checks,
-            &containers,
-            &severities,
-            &layers,
-            &messages,
-            &evidence
+    let rows: Vec<OpenRow<'_>> = rows
+        .into_iter()
+        .map(
+            |((workload_id, check, container), (severity, message, evidence))| OpenRow {
+                workload_id,
+                check,
+                container,
+                severity,
+                message,
+                evidence,
+            },
         )
-        .execute(&mut *conn)
-        .await?;
-    }
+        .collect();
+    upsert_open(conn, &rows).await?;
 
     // Resolve what was evaluated and not seen failing now. Findings of runtime events are not
     // the spec's to resolve: the run-stage monitor does (crate::runtime).
@@ -139,6 +113,62 @@ pub async fn sync_findings(
         .collect();
     apply_waivers(conn, &ids, Utc::now()).await?;
     refresh_scores(conn, &ids).await
+}
+
+/// One FAIL to write as an open finding.
+pub struct OpenRow<'a> {
+    pub workload_id: i64,
+    pub check: &'a str,
+    pub container: &'a str,
+    pub severity: &'a str,
+    pub message: &'a str,
+    pub evidence: &'a Value,
+}
+
+/// Opens these findings, or bumps `last_seen` (and refreshes severity, message, evidence) of the
+/// open ones; the layer is the check's owning layer. At most one row per (workload, check,
+/// container). Scores are not touched.
+pub async fn upsert_open(conn: &mut PgConnection, rows: &[OpenRow<'_>]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(FINDING_BATCH) {
+        let mut workload_ids = Vec::with_capacity(chunk.len());
+        let mut checks = Vec::with_capacity(chunk.len());
+        let mut containers = Vec::with_capacity(chunk.len());
+        let mut severities = Vec::with_capacity(chunk.len());
+        let mut layers = Vec::with_capacity(chunk.len());
+        let mut messages = Vec::with_capacity(chunk.len());
+        let mut evidence = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            workload_ids.push(row.workload_id);
+            checks.push(row.check.to_string());
+            containers.push(row.container.to_string());
+            severities.push(row.severity.to_string());
+            let layer = crate::posture::catalog::find(row.check)
+                .map(|meta| layer_str(meta.layer()))
+                .unwrap_or("runtime");
+            layers.push(layer.to_string());
+            messages.push(row.message.to_string());
+            evidence.push(row.evidence.clone());
+        }
+        sqlx::query!(
+            r#"insert into findings (workload_id, check_id, container, severity, layer, message,
+                                     evidence)
+               select * from unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                    $6::text[], $7::jsonb[])
+               on conflict (workload_id, check_id, container) where status = 'open'
+               do update set last_seen = now(), severity = excluded.severity,
+                             message = excluded.message, evidence = excluded.evidence"#,
+            &workload_ids,
+            &checks,
+            &containers,
+            &severities,
+            &layers,
+            &messages,
+            &evidence
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Resolves the open findings of retired workloads with reason `retired`, and rescores them.

@@ -21,7 +21,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use crate::findings::{layer_str, store as findings_store};
+use crate::findings::store as findings_store;
 use crate::posture::{CheckId, Severity};
 
 /// A runtime event to append: `container_id` is the instance's external id (a Docker container
@@ -316,35 +316,19 @@ pub async fn open_findings(
             }
         }
     }
-    let rows: Vec<&OpenFinding> = rows.into_values().collect();
-    let workload_ids: Vec<i64> = rows.iter().map(|f| f.workload_id).collect();
-    let checks: Vec<String> = rows.iter().map(|f| f.check.as_str().into()).collect();
-    let containers: Vec<String> = rows.iter().map(|f| f.container.clone()).collect();
-    let severities: Vec<String> = rows.iter().map(|f| f.severity.as_str().into()).collect();
-    let layers: Vec<String> = rows
-        .iter()
-        .map(|f| layer_str(f.check.meta().layer()).into())
+    let rows: Vec<findings_store::OpenRow<'_>> = rows
+        .into_values()
+        .map(|f| findings_store::OpenRow {
+            workload_id: f.workload_id,
+            check: f.check.as_str(),
+            container: &f.container,
+            severity: f.severity.as_str(),
+            message: &f.message,
+            evidence: &f.evidence,
+        })
         .collect();
-    let messages: Vec<String> = rows.iter().map(|f| f.message.clone()).collect();
-    let evidence: Vec<Value> = rows.iter().map(|f| f.evidence.clone()).collect();
-    sqlx::query!(
-        r#"insert into findings (workload_id, check_id, container, severity, layer, message,
-                                 evidence)
-           select * from unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::text[], $7::jsonb[])
-           on conflict (workload_id, check_id, container) where status = 'open'
-           do update set last_seen = now(), severity = excluded.severity,
-                         message = excluded.message, evidence = excluded.evidence"#,
-        &workload_ids,
-        &checks,
-        &containers,
-        &severities,
-        &layers,
-        &messages,
-        &evidence
-    )
-    .execute(&mut *conn)
-    .await?;
+    let workload_ids: Vec<i64> = rows.iter().map(|r| r.workload_id).collect();
+    findings_store::upsert_open(conn, &rows).await?;
     let mut ids = workload_ids;
     ids.sort_unstable();
     ids.dedup();

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access::{RequireRole, Responder, RoutePolicy};
+use super::findings::parse_id;
 use super::json::ApiJson;
 use super::page::{query_string, PageContext};
 use super::{AppState, WebError};
@@ -88,15 +89,6 @@ pub const KINDS: &[&str] = &[
     "image_drift",
     "spec_drift",
 ];
-
-fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 0)
-        .ok_or_else(|| WebError::BadRequest(format!("{name} must be a non-negative whole number")))
-}
 
 /// `2026-11-28T10:00:00Z`, or an age: `90s`, `15m`, `2h`, `7d`.
 fn parse_since(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, WebError> {

@@ -53,7 +53,8 @@ pub fn router() -> Router<AppState> {
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
-fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
+/// A non-negative id from a path or query value; the error names `name`.
+pub(crate) fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
     value
         .trim()
         .parse::<i64>()

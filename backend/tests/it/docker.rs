@@ -137,6 +137,24 @@ pub(crate) async fn wait_for_stage(pool: &PgPool, name: &str, stage: &str, limit
     }
 }
 
+/// Waits until the collector of the local engine has done its first resync.
+pub(crate) async fn wait_for_first_resync(pool: &PgPool) {
+    let start = Instant::now();
+    while sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+        "select last_resync_at from sources where endpoint = $1",
+    )
+    .bind(LOCAL)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+    .flatten()
+    .is_none()
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no first resync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn history(pool: &PgPool, id: i64) -> Vec<(String, Vec<String>, Vec<String>)> {
     sqlx::query_as(
         "select to_stage, digests_before, digests_after from lifecycle_events
@@ -163,20 +181,7 @@ async fn a_container_runs_within_five_seconds_deploys_when_stopped_and_retires_a
     )
     .await;
     // The collector has done its first resync.
-    let start = Instant::now();
-    while sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
-        "select last_resync_at from sources where endpoint = $1",
-    )
-    .bind(LOCAL)
-    .fetch_optional(&pool)
-    .await
-    .unwrap()
-    .flatten()
-    .is_none()
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "no first resync");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_first_resync(&pool).await;
 
     let name = containers.name("web");
     containers.run("web", IMAGE_1, &[]);

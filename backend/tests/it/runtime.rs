@@ -14,7 +14,8 @@ use sqlx::PgPool;
 
 use crate::common::{html, live_docker_socket, texts, TestApp};
 use crate::docker::{
-    config_with, docker, local_collector, wait_for_stage, Containers, IMAGE_1, LOCAL,
+    config_with, docker, local_collector, wait_for_first_resync, wait_for_stage, Containers,
+    IMAGE_1, LOCAL,
 };
 
 /// The open findings of a check on a workload: (container, severity, message).
@@ -41,23 +42,6 @@ async fn events_of(pool: &PgPool, workload: i64, kind: &str) -> Vec<(i64, String
     .fetch_all(pool)
     .await
     .unwrap()
-}
-
-async fn wait_for_first_resync(pool: &PgPool) {
-    let start = Instant::now();
-    while sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
-        "select last_resync_at from sources where endpoint = $1",
-    )
-    .bind(LOCAL)
-    .fetch_optional(pool)
-    .await
-    .unwrap()
-    .flatten()
-    .is_none()
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "no first resync");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn source_of(pool: &PgPool) -> i64 {
