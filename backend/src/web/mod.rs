@@ -12,6 +12,7 @@ pub mod health;
 pub mod incidents;
 pub mod json;
 pub mod metrics;
+pub mod notifications;
 pub mod overview;
 pub mod page;
 pub mod sources;
@@ -78,6 +79,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         sources::POLICIES,
         workloads::POLICIES,
         findings::POLICIES,
+        notifications::POLICIES,
     ]
     .concat()
 }
@@ -100,7 +102,8 @@ pub fn router(
         .merge(sources::router())
         .merge(workloads::router())
         .merge(auth::router())
-        .merge(findings::router());
+        .merge(findings::router())
+        .merge(notifications::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

@@ -56,6 +56,10 @@ pub const ADMIN_NAV: &[NavItem] = &[
         href: "/admin/tokens",
     },
     NavItem {
+        label: "Notifications",
+        href: "/admin/notifications",
+    },
+    NavItem {
         label: "Audit",
         href: "/admin/audit",
     },
