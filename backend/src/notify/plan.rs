@@ -21,6 +21,8 @@ pub struct PlanReport {
     pub deliveries: u64,
     /// Some source had more rows than one batch: run again soon.
     pub more: bool,
+    /// Another planner (replica) held the lock: nothing was done.
+    pub skipped: bool,
 }
 
 impl PlanReport {
@@ -258,6 +260,29 @@ fn workload_link(settings: &Settings, workload: Option<i64>, anchor: &str) -> St
     }
 }
 
+/// `" (variables: A, B)"`: the names a secret check pointed at (its evidence keeps the name
+/// as written and never the value), so the owner knows where to look.
+fn variable_names(evidence: Option<&Value>) -> String {
+    let names: Vec<&str> = evidence
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.get("raw").and_then(Value::as_str))
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        })
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (variables: {})", names.join(", "))
+    }
+}
+
 async fn plan_findings(
     conn: &mut PgConnection,
     audience: &Audience,
@@ -270,6 +295,7 @@ async fn plan_findings(
     let rows = sqlx::query!(
         r#"select f.id, f.workload_id, f.check_id, f.container, f.severity, f.message,
                   f.first_seen, f.status, f.waiver_id, w.namespace, w.name,
+                  case when f.check_id like 'secrets.%' then f.evidence end as "evidence?",
                   wo.team_id as "owner?"
            from findings f
            join workloads w on w.id = f.workload_id
@@ -303,7 +329,12 @@ async fn plan_findings(
                 place(Some(&row.namespace), Some(&row.name))
             ),
             severity: row.severity.clone(),
-            text: format!("{} [{}]", row.message, row.check_id),
+            text: format!(
+                "{}{} [{}]",
+                row.message,
+                variable_names(row.evidence.as_ref()),
+                row.check_id
+            ),
             link: workload_link(settings, Some(row.workload_id), "#posture"),
             at: row.first_seen,
         };
@@ -575,7 +606,10 @@ pub async fn plan_once(
         .fetch_one(&mut *tx)
         .await?;
     if !locked {
-        return Ok(PlanReport::default());
+        return Ok(PlanReport {
+            skipped: true,
+            ..PlanReport::default()
+        });
     }
     let audience = Audience::load(&mut tx).await?;
     let mut items = NewItems::default();
