@@ -349,12 +349,25 @@ pub async fn sync_configured(pool: &PgPool, config: &NotifyConfig) -> Result<(),
     sqlx::query!("select pg_advisory_xact_lock(7120001)")
         .execute(&mut *tx)
         .await?;
-    sqlx::query!("delete from notification_items where route_id in (select id from notification_routes where origin = 'config')")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query!("delete from notification_routes where origin = 'config'")
-        .execute(&mut *tx)
-        .await?;
+    // Routes no longer in the file go; the others keep their id (and digest window).
+    let route_names: Vec<String> = config
+        .routes
+        .iter()
+        .map(|r| r.name.trim().to_lowercase())
+        .collect();
+    sqlx::query!(
+        "delete from notification_items where route_id in
+             (select id from notification_routes where origin = 'config' and not (lower(name) = any($1)))",
+        &route_names
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "delete from notification_routes where origin = 'config' and not (lower(name) = any($1))",
+        &route_names
+    )
+    .execute(&mut *tx)
+    .await?;
     let names: Vec<String> = config
         .channels
         .iter()
@@ -413,6 +426,22 @@ pub async fn sync_configured(pool: &PgPool, config: &NotifyConfig) -> Result<(),
         }
     }
     for input in &config.routes {
+        let channel = input.channel.as_deref().map(str::trim).unwrap_or_default();
+        let updated = sqlx::query!(
+            "update notification_routes set event = $2, min_severity = $3, audience = $4,
+                 channel_id = (select id from notification_channels where lower(name) = lower($5))
+             where lower(name) = lower($1) and origin = 'config'",
+            input.name.trim(),
+            input.event,
+            input.min_severity.as_deref().unwrap_or("info"),
+            input.audience,
+            channel,
+        )
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() > 0 {
+            continue;
+        }
         match create_route(&mut tx, input, "config", "configuration").await {
             Ok(_) => {}
             Err(NotifyError::Conflict(_)) => {

@@ -399,16 +399,21 @@ async fn status_of(pool: &PgPool, delivery: i64) -> (String, i32, Option<String>
         .unwrap()
 }
 
-/// Polls `check` until it returns `Some` or 20 s pass.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+/// Waits (at most 20 s) until the server's loop has applied the configuration and started the
+/// cursors: rows written before that would never be told.
+async fn wait_for_the_loop(pool: &PgPool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(value) = check() {
-            return value;
+        let cursors: i64 = sqlx::query_scalar("select count(*) from notification_cursors")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if cursors == 3 {
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "the notification loop never started"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -468,21 +473,7 @@ async fn a_privileged_container_reaches_its_owning_team_as_a_signed_webhook(pool
         .await;
     assert_eq!(refused.status(), 403);
 
-    // Wait for the server's loop to have started the cursors (existing rows are not told).
-    let started = || async {
-        sqlx::query_scalar::<_, i64>("select count(*) from notification_cursors")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while started().await < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cursors never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_the_loop(&pool).await;
 
     // A privileged container appears on the real engine and is collected.
     let containers = Containers::new();
@@ -911,22 +902,7 @@ async fn a_configured_email_channel_gets_the_mail_with_the_link_and_no_secret_va
         Some("security-mail"),
     )];
     let app = TestApp::spawn_with(pool.clone(), config, None).await;
-    // The server's loop has applied the configuration and started the cursors.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let cursors: i64 = sqlx::query_scalar("select count(*) from notification_cursors")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if cursors == 3 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the loop never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_the_loop(&pool).await;
     let (origin, password): (String, Option<String>) = sqlx::query_as(
         "select origin, smtp_password from notification_channels where name = 'security-mail'",
     )
@@ -985,4 +961,96 @@ async fn a_configured_email_channel_gets_the_mail_with_the_link_and_no_secret_va
         vec!["harbormaster smtp-password-XYZZY".to_string()]
     );
     app.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn slack_and_teams_channels_get_their_formats_and_redirects_to_other_hosts_are_not_followed(
+    pool: PgPool,
+) {
+    let receiver = Receiver::start().await;
+    // A hook that redirects elsewhere (another host name for the same receiver).
+    let port = receiver.base.rsplit(':').next().unwrap().to_string();
+    let elsewhere = format!("http://localhost:{port}/hook/elsewhere/x");
+    let redirector = axum::Router::new().route(
+        "/{*rest}",
+        axum::routing::post(move || {
+            let to = elsewhere.clone();
+            async move { axum::response::Redirect::temporary(&to) }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
+
+    plan::init_cursors(&pool).await.unwrap();
+    for (name, kind, url) in [
+        ("chat", "slack", receiver.url("slack")),
+        ("teams", "teams", receiver.url("teams")),
+        ("moved", "slack", redirect_url),
+    ] {
+        add_channel(
+            &pool,
+            ChannelInput {
+                name: name.into(),
+                kind: kind.into(),
+                url: Some(Secret::new(url)),
+                ..ChannelInput::default()
+            },
+        )
+        .await;
+        add_route(
+            &pool,
+            route(
+                &format!("to {name}"),
+                "finding",
+                "high",
+                "channel",
+                Some(name),
+            ),
+        )
+        .await;
+    }
+    let id = workload(&pool, "web").await;
+    burst(&pool, id, "priv.privileged", "critical", 12).await;
+    let now = Utc::now();
+    assert_eq!(plan_at(&pool, now).await.deliveries, 3);
+    deliver_at(&pool, now).await;
+
+    let received = receiver.received();
+    let slack = received
+        .iter()
+        .find(|r| r.path.starts_with("/hook/slack/"))
+        .expect("the Slack hook was called")
+        .json();
+    assert!(
+        slack["text"].as_str().unwrap().contains("and 2 more"),
+        "{slack}"
+    );
+    assert_eq!(slack["blocks"][0]["type"], "header");
+    assert!(slack
+        .to_string()
+        .contains(&format!("{PUBLIC}/workloads/{id}#posture")));
+    let teams = received
+        .iter()
+        .find(|r| r.path.starts_with("/hook/teams/"))
+        .expect("the Teams hook was called")
+        .json();
+    assert_eq!(teams["@type"], "MessageCard");
+    assert_eq!(teams["sections"].as_array().unwrap().len(), 10);
+    assert_eq!(teams["text"], "and 2 more");
+    assert!(
+        !received
+            .iter()
+            .any(|r| r.path.starts_with("/hook/elsewhere/")),
+        "a redirect to another host is not followed"
+    );
+    let moved: (String, Option<String>) = sqlx::query_as(
+        "select d.status, d.last_error from notification_deliveries d
+         join notification_channels c on c.id = d.channel_id where c.name = 'moved'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(moved.0, "failed");
+    assert!(moved.1.unwrap().contains("307"));
 }
