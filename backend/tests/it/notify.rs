@@ -1054,3 +1054,88 @@ async fn slack_and_teams_channels_get_their_formats_and_redirects_to_other_hosts
     assert_eq!(moved.0, "failed");
     assert!(moved.1.unwrap().contains("307"));
 }
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn runtime_events_incident_steps_and_expiring_waivers_are_told_once(pool: PgPool) {
+    let receiver = Receiver::start().await;
+    plan::init_cursors(&pool).await.unwrap();
+    add_channel(&pool, webhook("ops", &receiver.url("ops"), None)).await;
+    for event in ["runtime_event", "incident", "waiver_expiring"] {
+        add_route(&pool, route(event, event, "info", "channel", Some("ops"))).await;
+    }
+    let id = workload(&pool, "web").await;
+    let source: i64 = sqlx::query_scalar("select source_id from workloads where id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into runtime_events (source_id, workload_id, kind, severity, summary)
+         values ($1, $2, 'exec', 'high', 'exec session: sh')",
+    )
+    .bind(source)
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let incident: i64 = sqlx::query_scalar(
+        "insert into incidents (title, severity, opened_by) values ('crypto miner', 'critical', 'alice')
+         returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into incident_actions (incident_id, kind, status, actor) values ($1, 'open', 'succeeded', 'alice')",
+    )
+    .bind(incident)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let now = Utc::now();
+    sqlx::query(
+        "insert into waivers (check_id, workload_id, reason, requested_by, approved_by, approved_at, status, expires_at)
+         values ('priv.privileged', $1, 'vendor image', 'bob', 'carol', now(), 'approved', $2),
+                ('ns.host_pid', $1, 'later', 'bob', 'carol', now(), 'approved', $3)",
+    )
+    .bind(id)
+    .bind(now + chrono::Duration::days(3))
+    .bind(now + chrono::Duration::days(30))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let report = plan_at(&pool, now).await;
+    assert_eq!((report.items, report.deliveries), (3, 3));
+    deliver_at(&pool, now).await;
+    let mut links: Vec<(String, String)> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (
+                body["event"].as_str().unwrap().to_string(),
+                body["items"][0]["link"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    links.sort();
+    assert_eq!(
+        links,
+        vec![
+            ("incident".into(), format!("{PUBLIC}/incidents/{incident}")),
+            (
+                "runtime_event".into(),
+                format!("{PUBLIC}/workloads/{id}#timeline")
+            ),
+            (
+                "waiver_expiring".into(),
+                format!("{PUBLIC}/workloads/{id}#posture")
+            ),
+        ]
+    );
+
+    // A day later the same waiver is not told again.
+    let later = now + chrono::Duration::days(1);
+    assert_eq!(plan_at(&pool, later).await.items, 0);
+}
