@@ -1139,3 +1139,69 @@ async fn runtime_events_incident_steps_and_expiring_waivers_are_told_once(pool: 
     let later = now + chrono::Duration::days(1);
     assert_eq!(plan_at(&pool, later).await.items, 0);
 }
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn an_admin_sets_up_a_channel_and_a_route_in_the_browser(pool: PgPool) {
+    use fantoccini::Locator;
+
+    let mut config = test_config();
+    config.notifications.interval = Duration::from_secs(3600);
+    let app = TestApp::spawn_with(pool.clone(), config, None).await;
+    team(&pool, "payments", "development").await;
+    app.create_user("ada", Role::Admin, "correct horse battery staple")
+        .await;
+    let Some(browser) = crate::common::browser::Browser::start().await else {
+        return;
+    };
+    let client = &browser.client;
+    browser
+        .sign_in(&app.url, "ada", "correct horse battery staple")
+        .await;
+    client.goto(&app.url("/admin/notifications")).await.unwrap();
+    assert_eq!(
+        client.title().await.unwrap(),
+        "Notifications · Harbormaster"
+    );
+
+    let form = client
+        .form(Locator::Css("form[action='/admin/notifications/channels']"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "payments-slack").await.unwrap();
+    form.set_by_name("kind", "slack").await.unwrap();
+    form.set_by_name("team", "payments").await.unwrap();
+    form.set_by_name("url", "https://hooks.example.com/services/T0/B0/XYZZY")
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    let notice = client.find(Locator::Css("p.notice")).await.unwrap();
+    assert!(notice.text().await.unwrap().contains("not shown again"));
+    let source = client.source().await.unwrap();
+    assert!(!source.contains("XYZZY"), "the URL's token is never shown");
+    assert!(source.contains("https://hooks.example.com/…"));
+
+    let form = client
+        .form(Locator::Css("form[action='/admin/notifications/routes']"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "high findings to owners")
+        .await
+        .unwrap();
+    form.set_by_name("event", "finding").await.unwrap();
+    form.set_by_name("min_severity", "high").await.unwrap();
+    form.set_by_name("audience", "owner").await.unwrap();
+    form.submit().await.unwrap();
+    let routes = client
+        .find(Locator::Css("table.notification-routes"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(routes.contains("high findings to owners"), "{routes}");
+    assert!(routes.contains("the owning team"), "{routes}");
+    browser.screenshot("admin-notifications").await;
+    browser.close().await;
+    app.assert_mutations_audited().await;
+    app.stop().await.unwrap();
+}
