@@ -33,6 +33,7 @@ impl PlanReport {
 
 struct Rule {
     id: i64,
+    name: String,
     event: String,
     min_rank: usize,
     audience: String,
@@ -52,7 +53,7 @@ struct Audience {
 impl Audience {
     async fn load(conn: &mut PgConnection) -> Result<Self, sqlx::Error> {
         let routes = sqlx::query!(
-            "select id, event, min_severity, audience, channel_id from notification_routes
+            "select id, name, event, min_severity, audience, channel_id from notification_routes
              where enabled order by id"
         )
         .fetch_all(&mut *conn)
@@ -60,6 +61,7 @@ impl Audience {
         .into_iter()
         .map(|row| Rule {
             id: row.id,
+            name: row.name,
             event: row.event,
             min_rank: severity_rank(&row.min_severity),
             audience: row.audience,
@@ -507,37 +509,75 @@ fn list_link(settings: &Settings, event: &str) -> String {
     format!("{}{path}", settings.public_url)
 }
 
+struct Group<'a> {
+    route: &'a Rule,
+    channel_id: i64,
+    total: i64,
+    max_id: i64,
+}
+
+/// The (route, channel) pairs with waiting items whose last message is older than the digest
+/// window. Each pair is probed through its indexes (a recent message first, then the waiting
+/// items), so items held back in a window are not re-counted every round.
+async fn due_groups<'a>(
+    conn: &mut PgConnection,
+    audience: &'a Audience,
+    window_start: DateTime<Utc>,
+) -> Result<Vec<Group<'a>>, sqlx::Error> {
+    let mut groups = Vec::new();
+    for route in &audience.routes {
+        for &channel_id in &audience.enabled {
+            let recent = sqlx::query_scalar!(
+                r#"select exists (select 1 from notification_deliveries
+                                  where route_id = $1 and channel_id = $2 and created_at > $3)
+                   as "recent!""#,
+                route.id,
+                channel_id,
+                window_start
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            if recent {
+                continue;
+            }
+            let pending = sqlx::query!(
+                r#"select count(*) as "total!", max(id) as max_id from notification_items
+                   where route_id = $1 and channel_id = $2 and delivery_id is null"#,
+                route.id,
+                channel_id
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            if let Some(max_id) = pending.max_id {
+                groups.push(Group {
+                    route,
+                    channel_id,
+                    total: pending.total,
+                    max_id,
+                });
+            }
+        }
+    }
+    Ok(groups)
+}
+
 /// Queues one message per (route, channel) with waiting items whose last message is older than
 /// the digest window.
 async fn compose(
     conn: &mut PgConnection,
+    audience: &Audience,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let window_start = now - chrono::Duration::from_std(settings.digest).unwrap_or_default();
-    let pending = sqlx::query!(
-        r#"select p.route_id, p.channel_id, p.total as "total!", p.max_id as "max_id!",
-                  r.name as route, r.event
-           from (select route_id, channel_id, count(*) as total, max(id) as max_id
-                 from notification_items where delivery_id is null
-                 group by route_id, channel_id) p
-           join notification_routes r on r.id = p.route_id
-           where not exists (select 1 from notification_deliveries d
-                             where d.route_id = p.route_id and d.channel_id = p.channel_id
-                               and d.created_at > $1)
-           order by p.route_id, p.channel_id"#,
-        window_start
-    )
-    .fetch_all(&mut *conn)
-    .await?;
     let mut queued = 0;
-    for group in pending {
+    for group in due_groups(conn, audience, window_start).await? {
         let shown: Vec<Item> = sqlx::query_scalar!(
             r#"select item as "item: Json<Item>" from notification_items
                where route_id = $1 and channel_id = $2 and delivery_id is null and id <= $3
                order by array_position($4::text[], severity) desc, id
                limit $5"#,
-            group.route_id,
+            group.route.id,
             group.channel_id,
             group.max_id,
             &SEVERITIES.map(String::from),
@@ -551,15 +591,15 @@ async fn compose(
         let total = group.total;
         let title = match (total, shown.first()) {
             (1, Some(item)) => item.title.clone(),
-            _ => plural(&group.event, total),
+            _ => plural(&group.route.event, total),
         };
         let link = match (total, shown.first()) {
             (1, Some(item)) => item.link.clone(),
-            _ => list_link(settings, &group.event),
+            _ => list_link(settings, &group.route.event),
         };
         let message = Message {
-            event: group.event.clone(),
-            route: group.route.clone(),
+            event: group.route.event.clone(),
+            route: group.route.name.clone(),
             title,
             more: total - shown.len() as i64,
             items: shown,
@@ -571,8 +611,8 @@ async fn compose(
                  (channel_id, route_id, event, message, item_count, created_at, next_attempt_at)
              values ($1, $2, $3, $4, $5, $6, $6) returning id",
             group.channel_id,
-            group.route_id,
-            group.event,
+            group.route.id,
+            group.route.event,
             Json(&message) as _,
             total as i32,
             now
@@ -582,7 +622,7 @@ async fn compose(
         sqlx::query!(
             "update notification_items set delivery_id = $4
              where route_id = $1 and channel_id = $2 and delivery_id is null and id <= $3",
-            group.route_id,
+            group.route.id,
             group.channel_id,
             group.max_id,
             delivery
@@ -637,7 +677,7 @@ pub async fn plan_once(
         .await?;
         report.items = inserted.rows_affected();
     }
-    report.deliveries = compose(&mut tx, settings, now).await?;
+    report.deliveries = compose(&mut tx, &audience, settings, now).await?;
     tx.commit().await?;
     Ok(report)
 }
