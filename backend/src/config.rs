@@ -40,6 +40,12 @@ impl<T> fmt::Debug for Secret<T> {
     }
 }
 
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Secret)
+    }
+}
+
 impl<T> fmt::Display for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -184,6 +190,28 @@ const TRUSTED_PROXIES: Setting = Setting::new(
     Some("HARBORMASTER_TRUSTED_PROXIES"),
     "auth.trusted_proxies",
 );
+const NOTIFY_DIGEST: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_NOTIFY_DIGEST_MINUTES"),
+    "notifications.digest_minutes",
+);
+const NOTIFY_MAX_ATTEMPTS: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_NOTIFY_MAX_ATTEMPTS"),
+    "notifications.max_attempts",
+);
+const NOTIFY_RETRY: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_NOTIFY_RETRY_SECS"),
+    "notifications.retry_secs",
+);
+const NOTIFY_TIMEOUT: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_NOTIFY_TIMEOUT_SECS"),
+    "notifications.timeout_secs",
+);
+const NOTIFY_CHANNELS: Setting = Setting::new(None, None, "notifications.channels");
+const NOTIFY_ROUTES: Setting = Setting::new(None, None, "notifications.routes");
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -238,6 +266,8 @@ pub struct FileConfig {
     pub auth: FileAuth,
     #[serde(default)]
     pub runtime: FileRuntime,
+    #[serde(default)]
+    pub notifications: FileNotifications,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +278,41 @@ pub struct FileRuntime {
     pub baseline_window_secs: Option<u64>,
     pub restart_loop_count: Option<u64>,
     pub restart_loop_window_secs: Option<u64>,
+}
+
+/// `[notifications]`: delivery settings, and channels and routes kept in the file (their secrets
+/// never enter the database).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNotifications {
+    pub digest_minutes: Option<u64>,
+    pub max_attempts: Option<u64>,
+    pub retry_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub channels: Vec<crate::notify::ChannelInput>,
+    #[serde(default)]
+    pub routes: Vec<crate::notify::RouteInput>,
+}
+
+/// Notification delivery: digest window, retries, timeouts, and the configured channels and
+/// routes.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// At most one message per route and channel per this window (default 10 minutes).
+    pub digest: Duration,
+    /// Attempts before a message is dead (default 8).
+    pub max_attempts: u32,
+    /// The first retry's delay, doubled each time (default 30 s).
+    pub retry_base: Duration,
+    /// Each delivery's timeout (default 10 s).
+    pub timeout: Duration,
+    /// How often the planner and the worker look for work when idle (5 s).
+    pub interval: Duration,
+    /// Rows read per source per planning round (5,000).
+    pub batch: i64,
+    pub channels: Vec<crate::notify::ChannelInput>,
+    pub routes: Vec<crate::notify::RouteInput>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -371,6 +436,7 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Run-stage monitoring: the drift sampler, process baselines, restart loops.
     pub runtime: crate::runtime::Settings,
+    pub notifications: NotifyConfig,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -619,6 +685,7 @@ impl Config {
                 10..=7 * 86_400,
             )?),
         };
+        let notifications = notify_config(file.notifications, env)?;
 
         Ok(Self {
             bind,
@@ -639,6 +706,7 @@ impl Config {
             kube_in_cluster,
             auth,
             runtime,
+            notifications,
             config_file,
         })
     }
@@ -685,6 +753,61 @@ impl Config {
         config.kube_in_cluster = false;
         config
     }
+}
+
+fn notify_config(
+    file: FileNotifications,
+    env: &dyn Fn(&Setting) -> Option<String>,
+) -> Result<NotifyConfig, ConfigError> {
+    for channel in &file.channels {
+        channel.validate().map_err(|message| {
+            ConfigError::new(
+                &NOTIFY_CHANNELS,
+                format!("channel '{}': {message}", channel.name),
+            )
+        })?;
+    }
+    for route in &file.routes {
+        route.validate().map_err(|message| {
+            ConfigError::new(&NOTIFY_ROUTES, format!("route '{}': {message}", route.name))
+        })?;
+    }
+    Ok(NotifyConfig {
+        digest: Duration::from_secs(
+            60 * number(
+                &NOTIFY_DIGEST,
+                env(&NOTIFY_DIGEST),
+                file.digest_minutes,
+                10,
+                0..=24 * 60,
+            )?,
+        ),
+        max_attempts: number(
+            &NOTIFY_MAX_ATTEMPTS,
+            env(&NOTIFY_MAX_ATTEMPTS),
+            file.max_attempts,
+            8,
+            1..=50,
+        )? as u32,
+        retry_base: Duration::from_secs(number(
+            &NOTIFY_RETRY,
+            env(&NOTIFY_RETRY),
+            file.retry_secs,
+            30,
+            1..=3600,
+        )?),
+        timeout: Duration::from_secs(number(
+            &NOTIFY_TIMEOUT,
+            env(&NOTIFY_TIMEOUT),
+            file.timeout_secs,
+            10,
+            1..=300,
+        )?),
+        interval: Duration::from_secs(5),
+        batch: 5000,
+        channels: file.channels,
+        routes: file.routes,
+    })
 }
 
 fn first(given: &Option<String>, file: Option<String>) -> Option<String> {
@@ -1140,6 +1263,46 @@ mod tests {
             err.to_string().contains("HARBORMASTER_TRUSTED_PROXIES"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn notification_settings_have_defaults_and_configured_channels_are_checked() {
+        let config = load(&raw(), FileConfig::default(), &[]).unwrap();
+        assert_eq!(config.notifications.digest, Duration::from_secs(600));
+        assert_eq!(config.notifications.max_attempts, 8);
+        let file: FileConfig = toml::from_str(
+            r#"
+            [notifications]
+            digest_minutes = 5
+            [[notifications.channels]]
+            name = "ops"
+            kind = "slack"
+            url = "https://hooks.example/services/T0/B0/very-secret-token"
+            [[notifications.routes]]
+            name = "critical"
+            event = "finding"
+            min_severity = "critical"
+            audience = "channel"
+            channel = "ops"
+            "#,
+        )
+        .unwrap();
+        assert!(!format!("{file:?}").contains("very-secret-token"));
+        let config = load(&raw(), file, &[]).unwrap();
+        assert_eq!(config.notifications.digest, Duration::from_secs(300));
+        assert_eq!(config.notifications.channels.len(), 1);
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[notifications.channels]]
+            name = "hook"
+            kind = "webhook"
+            url = "https://hooks.example/x"
+            "#,
+        )
+        .unwrap();
+        let err = load(&raw(), file, &[]).unwrap_err();
+        assert!(err.to_string().contains("notifications.channels"), "{err}");
+        assert!(err.to_string().contains("signing_key"), "{err}");
     }
 
     #[test]

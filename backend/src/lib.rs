@@ -12,6 +12,7 @@ pub mod findings;
 pub mod incident;
 pub mod inventory;
 pub mod lifecycle;
+pub mod notify;
 pub mod posture;
 pub mod runtime;
 pub mod startup;

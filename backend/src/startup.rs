@@ -153,6 +153,7 @@ fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &Cancellation
     crate::findings::waivers::spawn(state.pool.clone(), tasks, cancel);
     crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::runtime::drift::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
+    crate::notify::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

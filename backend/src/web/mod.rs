@@ -13,6 +13,7 @@ pub mod health;
 pub mod incidents;
 pub mod json;
 pub mod metrics;
+pub mod notifications;
 pub mod overview;
 pub mod page;
 pub mod sources;
@@ -80,6 +81,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         workloads::POLICIES,
         findings::POLICIES,
         events::POLICIES,
+        notifications::POLICIES,
     ]
     .concat()
 }
@@ -103,7 +105,8 @@ pub fn router(
         .merge(workloads::router())
         .merge(auth::router())
         .merge(findings::router())
-        .merge(events::router());
+        .merge(events::router())
+        .merge(notifications::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

@@ -60,6 +60,10 @@ pub const ADMIN_NAV: &[NavItem] = &[
         href: "/admin/tokens",
     },
     NavItem {
+        label: "Notifications",
+        href: "/admin/notifications",
+    },
+    NavItem {
         label: "Audit",
         href: "/admin/audit",
     },

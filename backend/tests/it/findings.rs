@@ -15,7 +15,7 @@ use harbormaster::auth::Role;
 
 use crate::common::{live_docker_socket, TestApp};
 
-const LOCAL: &str = "unix:///var/run/docker.sock";
+pub(crate) const LOCAL: &str = "unix:///var/run/docker.sock";
 /// This suite's own image repository (another suite rebuilding its images changes nothing here).
 const IMAGE_REPO: &str = "hm-test-findings/busybox";
 const IMAGE: &str = "hm-test-findings/busybox:1";
@@ -496,12 +496,12 @@ async fn the_api_filters_pages_summarizes_and_takes_waiver_requests(pool: PgPool
 }
 
 /// Containers whose names start with a unique prefix, removed on drop.
-struct Containers {
+pub(crate) struct Containers {
     prefix: String,
 }
 
 impl Containers {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
         if !*built {
@@ -531,12 +531,12 @@ impl Containers {
         }
     }
 
-    fn name(&self, suffix: &str) -> String {
+    pub(crate) fn name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.prefix)
     }
 
     /// `docker create` (the privileged ones cannot start here; created ones are collected).
-    fn create(&self, suffix: &str, extra: &[&str]) {
+    pub(crate) fn create(&self, suffix: &str, extra: &[&str]) {
         let name = self.name(suffix);
         let mut args = vec!["create", "--name", &name];
         args.extend_from_slice(extra);

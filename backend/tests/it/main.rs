@@ -10,5 +10,6 @@ mod foundation;
 mod incident;
 mod inventory;
 mod kubernetes;
+mod notify;
 mod posture_scan;
 mod runtime;
