@@ -159,6 +159,11 @@ const TRUSTED_PROXIES: Setting = Setting::new(
     Some("HARBORMASTER_TRUSTED_PROXIES"),
     "auth.trusted_proxies",
 );
+const OWNERSHIP_LABEL_KEYS: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_OWNERSHIP_LABEL_KEYS"),
+    "ownership.label_keys",
+);
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -211,6 +216,14 @@ pub struct FileConfig {
     pub kubernetes: FileKubernetes,
     #[serde(default)]
     pub auth: FileAuth,
+    #[serde(default)]
+    pub ownership: FileOwnership,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOwnership {
+    pub label_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +345,8 @@ pub struct Config {
     /// own cluster.
     pub kube_in_cluster: bool,
     pub auth: AuthConfig,
+    /// The workload / namespace label and annotation keys whose value names the owning team.
+    pub ownership_label_keys: Vec<String>,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -543,6 +558,24 @@ impl Config {
             .collect::<Result<_, _>>()?,
         };
 
+        let ownership_label_keys = match env(&OWNERSHIP_LABEL_KEYS) {
+            Some(list) => split_list(&list),
+            None => file.ownership.label_keys.unwrap_or_else(|| {
+                crate::ownership::DEFAULT_LABEL_KEYS
+                    .iter()
+                    .map(|key| key.to_string())
+                    .collect()
+            }),
+        };
+        if let Some(bad) = ownership_label_keys.iter().find(|key| {
+            key.trim().is_empty() || key.len() > 253 || key.contains(char::is_whitespace)
+        }) {
+            return Err(ConfigError::new(
+                &OWNERSHIP_LABEL_KEYS,
+                format!("'{bad}' is not a label key"),
+            ));
+        }
+
         Ok(Self {
             bind,
             database,
@@ -561,6 +594,7 @@ impl Config {
             kube_contexts,
             kube_in_cluster,
             auth,
+            ownership_label_keys,
             config_file,
         })
     }

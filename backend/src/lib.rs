@@ -12,6 +12,7 @@ pub mod findings;
 pub mod incident;
 pub mod inventory;
 pub mod lifecycle;
+pub mod ownership;
 pub mod posture;
 pub mod startup;
 pub mod telemetry;

@@ -56,6 +56,24 @@ impl Application {
                 config.bind
             )
         })?;
+        // Every writer resolves owners with the configured label keys: store them.
+        let mut tx = pool
+            .begin()
+            .await
+            .context("storing the ownership label keys")?;
+        if let Some(resolution) =
+            crate::ownership::store::apply_label_keys(&mut tx, &config.ownership_label_keys)
+                .await
+                .context("storing the ownership label keys (HARBORMASTER_OWNERSHIP_LABEL_KEYS)")?
+        {
+            tracing::info!(
+                ?resolution,
+                "ownership label keys changed; owners resolved again"
+            );
+        }
+        tx.commit()
+            .await
+            .context("storing the ownership label keys")?;
         // The first sign-in with an unknown name should not pay for this.
         tokio::task::spawn_blocking(crate::auth::password::warm_up);
         let cancel = CancellationToken::new();

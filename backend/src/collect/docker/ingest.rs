@@ -234,6 +234,8 @@ pub async fn ingest_in(
         .map(|(id, _)| *id)
         .collect();
     findings::store::close_retired(conn, &retired).await?;
+    // Owners of what was written: labels and images route ownership.
+    crate::ownership::store::resolve(conn, &touched, "Docker inventory").await?;
 
     if !batch.runtime_events.is_empty() {
         insert_runtime_events(conn, source_id, &batch.runtime_events).await?;
