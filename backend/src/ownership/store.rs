@@ -822,3 +822,28 @@ pub async fn owners_snapshot(conn: &mut PgConnection, workload_ids: &[i64]) -> s
     .await?;
     Ok(value)
 }
+
+/// Who owned an affected workload's layer when an incident was opened.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct OwnerAtOpen {
+    pub workload_id: i64,
+    pub layer: String,
+    pub team_id: i64,
+    pub team: String,
+    pub provenance: String,
+}
+
+/// The owners stored on an incident when it was opened (empty for an unknown incident).
+pub async fn owners_at_open(
+    db: impl PgExecutor<'_>,
+    incident_id: i64,
+) -> sqlx::Result<Vec<OwnerAtOpen>> {
+    let value = sqlx::query_scalar!(
+        "select owners_at_open from incidents where id = $1",
+        incident_id
+    )
+    .fetch_optional(db)
+    .await?
+    .unwrap_or(Value::Array(Vec::new()));
+    serde_json::from_value(value).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}

@@ -13,6 +13,7 @@ pub mod incidents;
 pub mod json;
 pub mod metrics;
 pub mod overview;
+pub mod ownership;
 pub mod page;
 pub mod sources;
 pub mod workloads;
@@ -78,6 +79,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         sources::POLICIES,
         workloads::POLICIES,
         findings::POLICIES,
+        ownership::POLICIES,
     ]
     .concat()
 }
@@ -100,7 +102,8 @@ pub fn router(
         .merge(sources::router())
         .merge(workloads::router())
         .merge(auth::router())
-        .merge(findings::router());
+        .merge(findings::router())
+        .merge(ownership::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

@@ -32,6 +32,10 @@ pub const NAV: &[NavItem] = &[
         href: "/workloads",
     },
     NavItem {
+        label: "Teams",
+        href: "/teams",
+    },
+    NavItem {
         label: "Incidents",
         href: "/incidents",
     },
