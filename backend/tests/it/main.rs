@@ -10,4 +10,5 @@ mod foundation;
 mod incident;
 mod inventory;
 mod kubernetes;
+mod ownership;
 mod posture_scan;
