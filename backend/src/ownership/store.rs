@@ -553,7 +553,7 @@ async fn resolve_batch(
                 assigned_by: row.assigned_by,
             });
     }
-    let mut current: HashMap<(i64, String), (i64, String, Option<i64>, String)> = HashMap::new();
+    let mut current: HashMap<(i64, String), StoredOwner> = HashMap::new();
     for row in sqlx::query!(
         "select workload_id, layer, team_id, via, rule_id, provenance from workload_owners
          where workload_id = any($1)",
@@ -692,6 +692,9 @@ async fn resolve_batch(
         reassigned,
     })
 }
+
+/// A stored owner row: team, via, rule, provenance.
+type StoredOwner = (i64, String, Option<i64>, String);
 
 #[derive(Default)]
 struct Upsert {

@@ -381,7 +381,7 @@ pub async fn member_of_owner(
     workload_id: i64,
     layer: &str,
 ) -> sqlx::Result<bool> {
-    Ok(sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"select exists (select 1 from workload_owners o
                           join team_members m on m.team_id = o.team_id
                           where o.workload_id = $1 and o.layer = $2 and m.user_id = $3) as "e!""#,
@@ -390,5 +390,5 @@ pub async fn member_of_owner(
         user_id
     )
     .fetch_one(db)
-    .await?)
+    .await
 }
