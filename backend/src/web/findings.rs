@@ -284,6 +284,7 @@ async fn list_findings(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<ApiJson<FindingPage>, WebError> {
     let filter = FindingFilter::parse(&params)?;
+    super::ownership::check_team_filter(&state, filter.team.as_deref()).await?;
     Ok(ApiJson(query_findings(&state.pool, &filter).await?))
 }
 
@@ -441,7 +442,8 @@ async fn list_waivers(
     Ok(ApiJson(WaiverList { waivers }))
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, WebError> {
+/// A JSON body, or a 400 saying what is wrong with it.
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, WebError> {
     serde_json::from_slice(body)
         .map_err(|err| WebError::BadRequest(format!("the body is not valid: {err}")))
 }

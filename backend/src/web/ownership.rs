@@ -32,9 +32,10 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use super::access::{Admin, RequireRole};
+use super::findings::parse_body;
 use super::json::ApiJson;
 use super::page::{query_string, PageContext};
-use super::workloads::WorkloadFilter;
+use super::workloads::{parse_id, WorkloadFilter};
 use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::{Principal, PrincipalKind, Role};
@@ -131,22 +132,21 @@ impl From<OwnershipError> for WebError {
     }
 }
 
-fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 0)
-        .ok_or_else(|| WebError::BadRequest(format!("{name} must be a non-negative whole number")))
-}
-
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, WebError> {
-    serde_json::from_slice(body)
-        .map_err(|err| WebError::BadRequest(format!("the body is not valid: {err}")))
-}
-
 fn render(template: &impl Template) -> Result<Html<String>, WebError> {
     Ok(Html(template.render().map_err(anyhow::Error::from)?))
+}
+
+/// A `team` filter names a team (id or name) or is `none`; anything else is a 400.
+pub async fn check_team_filter(state: &AppState, team: Option<&str>) -> Result<(), WebError> {
+    match team {
+        None | Some("none") => Ok(()),
+        Some(given) => match store::find_team(&state.pool, given).await? {
+            Some(_) => Ok(()),
+            None => Err(WebError::BadRequest(format!(
+                "team '{given}' is not a team's id or name (or none)"
+            ))),
+        },
+    }
 }
 
 type Change<'c, T> = Pin<Box<dyn Future<Output = Result<T, WebError>> + Send + 'c>>;

@@ -52,7 +52,8 @@ pub fn router() -> Router<AppState> {
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
-fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
+/// A non-negative id from a path or query value; a 400 naming it otherwise.
+pub(crate) fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
     value
         .trim()
         .parse::<i64>()
@@ -124,6 +125,7 @@ async fn list_workloads(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<ApiJson<WorkloadPage>, WebError> {
     let filter = WorkloadFilter::parse(&params)?;
+    super::ownership::check_team_filter(&state, filter.team.as_deref()).await?;
     Ok(ApiJson(query_workloads(&state.pool, &filter).await?))
 }
 

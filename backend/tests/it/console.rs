@@ -142,7 +142,14 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
     assert_eq!(texts(&document, ".stage-counts td"), ["0"; 6]);
     assert_eq!(
         texts(&document, "nav.mainnav a"),
-        ["Overview", "Workloads", "Incidents", "Checks", "Sources"]
+        [
+            "Overview",
+            "Workloads",
+            "Teams",
+            "Incidents",
+            "Checks",
+            "Sources"
+        ]
     );
 }
 

@@ -284,6 +284,7 @@ async fn write_namespaces(
         .iter()
         .map(|ns| ns.name.clone())
         .collect();
+    let present_set: HashSet<&String> = present.iter().collect();
     let gone: Vec<String> = if complete {
         sqlx::query_scalar!(
             r#"update namespaces set removed_at = now()
@@ -297,7 +298,7 @@ async fn write_namespaces(
         let missing: Vec<String> = previous
             .namespaces
             .keys()
-            .filter(|name| !present.contains(name))
+            .filter(|name| !present_set.contains(name))
             .cloned()
             .collect();
         if missing.is_empty() {
