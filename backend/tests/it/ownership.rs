@@ -546,30 +546,21 @@ async fn the_unowned_queue_puts_the_riskiest_first_and_bulk_assignment_empties_i
         texts(&page, "#bulk-owner"),
         vec!["Assign an owner to these 2 workloads"]
     );
-    let stale = admin
-        .post_form(
-            "/workloads/owners",
-            &[
+    let shop = shop.to_string();
+    let assign = |confirmed: &'static str| {
+        let (admin, shop) = (&admin, shop.clone());
+        async move {
+            let fields = [
                 ("namespace", "shop"),
-                ("assign_team", &shop.to_string()),
+                ("assign_team", shop.as_str()),
                 ("assign_layer", "all"),
-                ("expected_count", "3"),
-            ],
-        )
-        .await;
-    assert_eq!(stale.status(), 409);
-    let done = admin
-        .post_form(
-            "/workloads/owners",
-            &[
-                ("namespace", "shop"),
-                ("assign_team", &shop.to_string()),
-                ("assign_layer", "all"),
-                ("expected_count", "2"),
-            ],
-        )
-        .await;
-    assert_eq!(done.status(), 303);
+                ("expected_count", confirmed),
+            ];
+            admin.post_form("/workloads/owners", &fields).await.status()
+        }
+    };
+    assert_eq!(assign("3").await, 409, "the confirmed count is stale");
+    assert_eq!(assign("2").await, 303);
     let queue: Value = app
         .viewer_get("/api/v1/unowned")
         .await
