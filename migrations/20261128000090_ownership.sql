@@ -116,3 +116,34 @@ create trigger owner_history_append_only
 -- Workloads with at least one layer unowned, for the unowned queue (maintained by the resolver).
 alter table workloads add column owned_layers integer not null default 0;
 create index workloads_unowned_idx on workloads (risk_score desc, id) where owned_layers < 5;
+
+-- The label / annotation keys whose value names the owning team (the configured
+-- `ownership.label_keys`, written at start so every writer resolves alike).
+create table ownership_settings (
+    id          boolean primary key default true,
+    label_keys  text[] not null,
+    updated_at  timestamptz not null default now(),
+    constraint ownership_settings_single_row check (id)
+);
+insert into ownership_settings (label_keys)
+values (array['team', 'owner', 'app.kubernetes.io/part-of']);
+
+create index ownership_rules_team_idx on ownership_rules (team_id);
+create index owner_assignments_team_idx on owner_assignments (team_id);
+create index namespaces_name_idx on namespaces (name);
+
+-- Who owned each affected workload, per layer, when the incident was opened:
+-- [{"workload_id", "layer", "team_id", "team", "provenance"}].
+alter table incidents add column owners_at_open jsonb not null default '[]'::jsonb;
+
+-- A member of the owning team (or an admin) acknowledges a finding: "we have seen it".
+alter table findings
+    add column acknowledged_by text,
+    add column acknowledged_at timestamptz,
+    add constraint findings_acknowledged_check
+        check ((acknowledged_by is null) = (acknowledged_at is null));
+
+alter table ownership_rules add constraint ownership_rules_shape_check
+    check ((kind in ('workload_label', 'namespace_label') and length(key) > 0)
+           or (kind = 'image_prefix' and length(value) > 0)
+           or (kind = 'source_default' and source_id is not null));

@@ -212,6 +212,11 @@ const NOTIFY_TIMEOUT: Setting = Setting::new(
 );
 const NOTIFY_CHANNELS: Setting = Setting::new(None, None, "notifications.channels");
 const NOTIFY_ROUTES: Setting = Setting::new(None, None, "notifications.routes");
+const OWNERSHIP_LABEL_KEYS: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_OWNERSHIP_LABEL_KEYS"),
+    "ownership.label_keys",
+);
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -268,6 +273,8 @@ pub struct FileConfig {
     pub runtime: FileRuntime,
     #[serde(default)]
     pub notifications: FileNotifications,
+    #[serde(default)]
+    pub ownership: FileOwnership,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,6 +320,12 @@ pub struct NotifyConfig {
     pub batch: i64,
     pub channels: Vec<crate::notify::ChannelInput>,
     pub routes: Vec<crate::notify::RouteInput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOwnership {
+    pub label_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -437,6 +450,8 @@ pub struct Config {
     /// Run-stage monitoring: the drift sampler, process baselines, restart loops.
     pub runtime: crate::runtime::Settings,
     pub notifications: NotifyConfig,
+    /// The workload / namespace label and annotation keys whose value names the owning team.
+    pub ownership_label_keys: Vec<String>,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -686,6 +701,23 @@ impl Config {
             )?),
         };
         let notifications = notify_config(file.notifications, env)?;
+        let ownership_label_keys = match env(&OWNERSHIP_LABEL_KEYS) {
+            Some(list) => split_list(&list),
+            None => file.ownership.label_keys.unwrap_or_else(|| {
+                crate::ownership::DEFAULT_LABEL_KEYS
+                    .iter()
+                    .map(|key| key.to_string())
+                    .collect()
+            }),
+        };
+        if let Some(bad) = ownership_label_keys.iter().find(|key| {
+            key.trim().is_empty() || key.len() > 253 || key.contains(char::is_whitespace)
+        }) {
+            return Err(ConfigError::new(
+                &OWNERSHIP_LABEL_KEYS,
+                format!("'{bad}' is not a label key"),
+            ));
+        }
 
         Ok(Self {
             bind,
@@ -707,6 +739,7 @@ impl Config {
             auth,
             runtime,
             notifications,
+            ownership_label_keys,
             config_file,
         })
     }

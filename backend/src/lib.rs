@@ -13,6 +13,7 @@ pub mod incident;
 pub mod inventory;
 pub mod lifecycle;
 pub mod notify;
+pub mod ownership;
 pub mod posture;
 pub mod runtime;
 pub mod startup;

@@ -56,6 +56,11 @@ impl Application {
                 config.bind
             )
         })?;
+        // Every writer resolves owners with the configured label keys: store them. A database
+        // whose migrations are not all applied yet (readiness says so) cannot take them.
+        if let Err(err) = store_label_keys(&pool, &config.ownership_label_keys).await {
+            tracing::warn!(error = %err, "cannot store the ownership label keys (HARBORMASTER_OWNERSHIP_LABEL_KEYS)");
+        }
         // The first sign-in with an unknown name should not pay for this.
         tokio::task::spawn_blocking(crate::auth::password::warm_up);
         let cancel = CancellationToken::new();
@@ -143,6 +148,18 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Writes the configured ownership label keys; owners are resolved again when they changed.
+async fn store_label_keys(pool: &PgPool, keys: &[String]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if let Some(resolution) = crate::ownership::store::apply_label_keys(&mut tx, keys).await? {
+        tracing::info!(
+            ?resolution,
+            "ownership label keys changed; owners resolved again"
+        );
+    }
+    tx.commit().await
 }
 
 /// Starts the supervised background loops (collectors, schedulers); each stops when `cancel`

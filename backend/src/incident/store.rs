@@ -202,6 +202,15 @@ pub async fn open(pool: &PgPool, new: NewIncident) -> Result<(Incident, bool), I
     )
     .execute(&mut *tx)
     .await?;
+    // Who owned the affected workloads when it happened: kept, whatever ownership does later.
+    let owners = crate::ownership::store::owners_snapshot(&mut tx, &wanted).await?;
+    sqlx::query!(
+        "update incidents set owners_at_open = $2 where id = $1",
+        id,
+        owners
+    )
+    .execute(&mut *tx)
+    .await?;
     sqlx::query!(
         r#"insert into incident_actions (incident_id, kind, status, actor, note, to_state, request, started_at, finished_at)
            values ($1, 'open', 'succeeded', $2, $3, 'open', $4, now(), now())"#,

@@ -11,6 +11,7 @@ use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 
 use crate::lifecycle::store::{history, HistoryEntry};
 use crate::lifecycle::Stage;
+use crate::ownership::store::OwnerView;
 
 /// Every workload kind a collector writes.
 pub const KINDS: &[&str] = &[
@@ -34,6 +35,8 @@ pub struct WorkloadFilter {
     pub stage: Option<Stage>,
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
+    /// Owned (some layer) by the team with this id or name; `none`: some layer unowned.
+    pub team: Option<String>,
     pub limit: i64,
     /// Only workloads with a larger id (the previous page's `next`).
     pub after: Option<i64>,
@@ -117,6 +120,38 @@ fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &WorkloadFilter)
             .push(" and w.name ilike ")
             .push_bind(format!("%{escaped}%"));
     }
+    match filter.team.as_deref() {
+        None => {}
+        Some("none") => {
+            query.push(" and w.owned_layers < 5");
+        }
+        Some(team) => {
+            query
+                .push(
+                    " and exists (select 1 from workload_owners o join teams t on t.id = o.team_id \
+                     where o.workload_id = w.id and (t.id::text = ",
+                )
+                .push_bind(team.trim().to_string())
+                .push(" or lower(t.name) = lower(")
+                .push_bind(team.trim().to_string())
+                .push(")))");
+        }
+    }
+}
+
+/// How many workloads match the filters (the cursor and limit aside).
+pub async fn count_workloads(pool: &PgPool, filter: &WorkloadFilter) -> Result<i64, sqlx::Error> {
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new("select count(*) from workloads w");
+    push_filters(&mut query, filter);
+    query.build_query_scalar().fetch_one(pool).await
+}
+
+/// The ids of every workload matching the filters (the cursor and limit aside).
+pub async fn workload_ids(pool: &PgPool, filter: &WorkloadFilter) -> Result<Vec<i64>, sqlx::Error> {
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new("select w.id from workloads w");
+    push_filters(&mut query, filter);
+    query.push(" order by w.id");
+    query.build_query_scalar().fetch_all(pool).await
 }
 
 /// Whether any workload matching the filters has an id on the given side of `id`.
@@ -278,6 +313,8 @@ pub struct WorkloadDetail {
     pub images: Vec<ImageView>,
     /// Every lifecycle transition, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// The owner of each responsibility layer with its provenance (`team: null`: unowned).
+    pub owners: Vec<OwnerView>,
 }
 
 /// A workload with its instances, images and history; `None` when there is no such workload.
@@ -337,10 +374,12 @@ pub async fn workload_detail(
     })
     .collect();
     let history = history(pool, id).await?;
+    let owners = crate::ownership::store::owners(&mut *pool.acquire().await?, id).await?;
     Ok(Some(WorkloadDetail {
         workload,
         instances,
         images,
         history,
+        owners,
     }))
 }

@@ -4,9 +4,11 @@
 //! waivers: `GET /api/v1/waivers` (`status`, `check`, `workload`, `expiring_within_days`),
 //! `POST /api/v1/waivers` (a request), `POST /api/v1/waivers/{id}/approve|reject|revoke`.
 //!
-//! Unknown parameters and bad values are refused with 400; `team` is refused until ownership
-//! exists. Reading is for every signed-in person; a waiver request needs a responder (the
-//! requester is the signed-in principal), approving, rejecting and revoking an admin (the
+//! `team` (a team's id or name, or `none`) keeps the findings routed to that team: the team
+//! owns the finding's layer of its workload. Unknown parameters and bad values are refused with
+//! 400. Reading is for every signed-in person; a waiver request needs a responder or a member of
+//! the team owning the finding's layer, for that workload (see
+//! `web::ownership::may_request_waiver`; the requester is the signed-in principal), approving, rejecting and revoking an admin (the
 //! approver is the principal). Each waiver change writes an audit row in its transaction.
 
 use std::collections::HashMap;
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::access::{Admin, RequireRole, Responder};
+use super::access::{Admin, RequireRole};
 use super::json::ApiJson;
 use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
@@ -34,7 +36,9 @@ pub const POLICIES: &[RoutePolicy] = &[
     RoutePolicy::role(Method::GET, "/api/v1/findings", Role::Viewer),
     RoutePolicy::role(Method::GET, "/api/v1/posture/summary", Role::Viewer),
     RoutePolicy::role(Method::GET, "/api/v1/waivers", Role::Viewer),
-    RoutePolicy::role(Method::POST, "/api/v1/waivers", Role::Responder),
+    // Responders, and members of the team owning the finding's layer: the handler decides
+    // (`ownership::may_request_waiver`).
+    RoutePolicy::role(Method::POST, "/api/v1/waivers", Role::Viewer),
     RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/approve", Role::Admin),
     RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/reject", Role::Admin),
     RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/revoke", Role::Admin),
@@ -85,6 +89,9 @@ pub struct FindingFilter {
     pub source: Option<i64>,
     pub namespace: Option<String>,
     pub waived: Option<bool>,
+    /// Routed to this team (id or name): it owns the finding's layer of the workload; `none`:
+    /// nobody owns that layer.
+    pub team: Option<String>,
     pub limit: i64,
     pub after: Option<i64>,
 }
@@ -146,15 +153,11 @@ impl FindingFilter {
                         })?
                 }
                 "after" => filter.after = Some(parse_id("after", value)?),
-                "team" => {
-                    return Err(WebError::BadRequest(
-                        "the team filter is not available yet (it arrives with ownership)".into(),
-                    ))
-                }
+                "team" => filter.team = Some(value.trim().to_string()),
                 other => {
                     return Err(WebError::BadRequest(format!(
                         "unknown parameter '{other}'; expected check, severity, status, layer, \
-                         workload, source, namespace, waived, limit or after"
+                         team, workload, source, namespace, waived, limit or after"
                     )))
                 }
             }
@@ -241,6 +244,26 @@ pub async fn query_findings(
         }
         None => {}
     }
+    match filter.team.as_deref() {
+        None => {}
+        Some("none") => {
+            query.push(
+                " and not exists (select 1 from workload_owners o \
+                 where o.workload_id = f.workload_id and o.layer = f.layer)",
+            );
+        }
+        Some(team) => {
+            query
+                .push(
+                    " and exists (select 1 from workload_owners o join teams t on t.id = o.team_id \
+                     where o.workload_id = f.workload_id and o.layer = f.layer and (t.id::text = ",
+                )
+                .push_bind(team.to_string())
+                .push(" or lower(t.name) = lower(")
+                .push_bind(team.to_string())
+                .push(")))");
+        }
+    }
     if let Some(after) = filter.after {
         query.push(" and f.id > ").push_bind(after);
     }
@@ -262,6 +285,7 @@ async fn list_findings(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<ApiJson<FindingPage>, WebError> {
     let filter = FindingFilter::parse(&params)?;
+    super::ownership::check_team_filter(&state, filter.team.as_deref()).await?;
     Ok(ApiJson(query_findings(&state.pool, &filter).await?))
 }
 
@@ -419,7 +443,8 @@ async fn list_waivers(
     Ok(ApiJson(WaiverList { waivers }))
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, WebError> {
+/// A JSON body, or a 400 saying what is wrong with it.
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, WebError> {
     serde_json::from_slice(body)
         .map_err(|err| WebError::BadRequest(format!("the body is not valid: {err}")))
 }
@@ -487,7 +512,7 @@ async fn audited(
 
 async fn create_waiver(
     State(state): State<AppState>,
-    RequireRole { principal, .. }: RequireRole<Responder>,
+    principal: Principal,
     body: Bytes,
 ) -> Result<(StatusCode, ApiJson<Waiver>), WebError> {
     let request: WaiverRequest = parse_body(&body)?;
@@ -500,11 +525,7 @@ async fn create_waiver(
         requested_by: principal.name.clone(),
         expires_at: request.expires_at,
     };
-    let now = Utc::now();
-    let waiver = audited(&state, &principal, "waiver.request", None, |conn| {
-        Box::pin(async move { waivers::create(conn, &new, now).await })
-    })
-    .await?;
+    let waiver = super::ownership::request_waiver(&state, &principal, new, Utc::now()).await?;
     Ok((StatusCode::CREATED, ApiJson(waiver)))
 }
 
@@ -583,7 +604,6 @@ mod tests {
             ("limit", "0"),
             ("after", "x"),
             ("waived", "maybe"),
-            ("team", "payments"),
             ("colour", "red"),
         ] {
             assert!(

@@ -472,6 +472,8 @@ struct IncidentPage {
     buttons: Vec<StepButton>,
     can_respond: bool,
     can_override: bool,
+    /// Who owned the affected workloads when the incident was opened.
+    owners_at_open: Vec<crate::ownership::store::OwnerAtOpen>,
     in_progress: bool,
     /// A fresh key per rendering: a double submit of the same form acts once.
     idempotency_key: String,
@@ -620,6 +622,7 @@ async fn incident_page(
         can_respond: ctx.can(Role::Responder),
         ctx: ctx.titled(format!("Incident {id}")).active("/incidents"),
         workloads: store::workloads(&state.pool, id).await?,
+        owners_at_open: crate::ownership::store::owners_at_open(&state.pool, id).await?,
         actions: actions
             .into_iter()
             .map(|a| ActionRow {

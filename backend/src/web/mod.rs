@@ -15,6 +15,7 @@ pub mod json;
 pub mod metrics;
 pub mod notifications;
 pub mod overview;
+pub mod ownership;
 pub mod page;
 pub mod sources;
 pub mod workloads;
@@ -82,6 +83,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         findings::POLICIES,
         events::POLICIES,
         notifications::POLICIES,
+        ownership::POLICIES,
     ]
     .concat()
 }
@@ -106,7 +108,8 @@ pub fn router(
         .merge(auth::router())
         .merge(findings::router())
         .merge(events::router())
-        .merge(notifications::router());
+        .merge(notifications::router())
+        .merge(ownership::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

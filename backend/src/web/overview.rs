@@ -88,6 +88,7 @@ pub struct OverviewPage {
     docker_endpoints: Vec<String>,
     kubeconfig: Option<String>,
     kube_contexts: Vec<String>,
+    unowned: super::ownership::UnownedPanel,
 }
 
 async fn get_overview(
@@ -126,6 +127,7 @@ async fn get_overview(
             .as_ref()
             .map(|path| path.display().to_string()),
         kube_contexts: config.kube_contexts.clone(),
+        unowned: super::ownership::UnownedPanel::load(&state).await?,
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }

@@ -34,6 +34,8 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         label: "Events",
         href: "/events",
+        label: "Teams",
+        href: "/teams",
     },
     NavItem {
         label: "Incidents",

@@ -3,8 +3,9 @@
 //! workload with its instances, images and lifecycle history). Source-agnostic: Docker and
 //! Kubernetes workloads share the shapes.
 //!
-//! Unknown parameters and bad values are refused with 400, never ignored. `team` and `severity`
-//! are refused until ownership and posture exist.
+//! Unknown parameters and bad values are refused with 400, never ignored. `team` (a team's id
+//! or name, or `none` for workloads with a layer unowned) keeps the workloads the team owns some
+//! layer of; `severity` is refused until posture exists.
 
 use crate::auth::Role;
 use crate::web::RoutePolicy;
@@ -51,7 +52,8 @@ pub fn router() -> Router<AppState> {
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
-fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
+/// A non-negative id from a path or query value; a 400 naming it otherwise.
+pub(crate) fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
     value
         .trim()
         .parse::<i64>()
@@ -87,6 +89,7 @@ impl WorkloadFilter {
                     )
                 }
                 "q" => filter.q = given(),
+                "team" => filter.team = given(),
                 "limit" => {
                     filter.limit = value
                         .trim()
@@ -101,14 +104,14 @@ impl WorkloadFilter {
                 }
                 "after" => filter.after = Some(parse_id("after", value)?),
                 "before" => filter.before = Some(parse_id("before", value)?),
-                "team" | "severity" => {
+                "severity" => {
                     return Err(WebError::BadRequest(format!(
-                        "the {name} filter is not available yet (it arrives with ownership and posture)"
+                        "the {name} filter is not available yet (it arrives with posture)"
                     )))
                 }
                 other => {
                     return Err(WebError::BadRequest(format!(
-                        "unknown parameter '{other}'; expected source, namespace, kind, stage, q, limit, after or before"
+                        "unknown parameter '{other}'; expected source, namespace, kind, stage, team, q, limit, after or before"
                     )))
                 }
             }
@@ -122,6 +125,7 @@ async fn list_workloads(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<ApiJson<WorkloadPage>, WebError> {
     let filter = WorkloadFilter::parse(&params)?;
+    super::ownership::check_team_filter(&state, filter.team.as_deref()).await?;
     Ok(ApiJson(query_workloads(&state.pool, &filter).await?))
 }
 
@@ -155,9 +159,31 @@ pub struct WorkloadsPage {
     kind: String,
     stage: String,
     q: String,
+    team: String,
+    teams: Vec<crate::ownership::Team>,
+    /// How many workloads match the filters (for the bulk owner assignment).
+    matching: i64,
+    layers: &'static [&'static str],
     filtered: bool,
     next_href: Option<String>,
     previous_href: Option<String>,
+}
+
+impl WorkloadsPage {
+    /// The filters as hidden form fields (for the bulk assignment).
+    fn filter_fields(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("source", self.source.as_str()),
+            ("namespace", self.namespace.as_str()),
+            ("kind", self.kind.as_str()),
+            ("stage", self.stage.as_str()),
+            ("team", self.team.as_str()),
+            ("q", self.q.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect()
+    }
 }
 
 async fn get_workloads_page(
@@ -176,7 +202,7 @@ async fn get_workloads_page(
     filter.limit = PAGE_SIZE;
     let page = query_workloads(&state.pool, &filter).await?;
     let given = |name: &str| params.get(name).cloned().unwrap_or_default();
-    let filters: Vec<(&str, String)> = ["source", "namespace", "kind", "stage", "q"]
+    let filters: Vec<(&str, String)> = ["source", "namespace", "kind", "stage", "team", "q"]
         .into_iter()
         .filter_map(|name| params.get(name).map(|value| (name, value.clone())))
         .collect();
@@ -198,6 +224,14 @@ async fn get_workloads_page(
         kind: given("kind"),
         stage: given("stage"),
         q: given("q"),
+        team: given("team"),
+        teams: crate::ownership::store::teams(&state.pool).await?,
+        matching: if filters.is_empty() {
+            0
+        } else {
+            query::count_workloads(&state.pool, &filter).await?
+        },
+        layers: &crate::ownership::LAYERS,
         filtered: !filters.is_empty(),
     };
     Ok(Html(view.render().map_err(anyhow::Error::from)?))
@@ -380,6 +414,8 @@ pub struct WorkloadDetailPage {
     redacted: &'static str,
     /// The newest runtime events (exec sessions, drift, restarts).
     events: Vec<super::events::EventRow>,
+    owner_history: Vec<crate::ownership::store::HistoryEntry>,
+    teams: Vec<crate::ownership::Team>,
 }
 
 impl WorkloadDetailPage {
@@ -424,6 +460,8 @@ async fn get_workload_page(
         posture,
         redacted: redact::REDACTED,
         events,
+        owner_history: crate::ownership::store::history(&state.pool, id).await?,
+        teams: crate::ownership::store::teams(&state.pool).await?,
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }
@@ -459,7 +497,6 @@ mod tests {
             ("limit", "9999"),
             ("after", "x"),
             ("source", "-1"),
-            ("team", "payments"),
             ("severity", "high"),
             ("colour", "red"),
         ] {

@@ -146,6 +146,7 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
             "Overview",
             "Workloads",
             "Events",
+            "Teams",
             "Incidents",
             "Checks",
             "Sources"

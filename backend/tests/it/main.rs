@@ -11,5 +11,6 @@ mod incident;
 mod inventory;
 mod kubernetes;
 mod notify;
+mod ownership;
 mod posture_scan;
 mod runtime;

@@ -229,6 +229,8 @@ pub async fn ingest_in(
         .map(|(id, _)| *id)
         .collect();
     findings::store::close_retired(conn, &retired).await?;
+    // Owners of what was written: labels and images route ownership.
+    crate::ownership::store::resolve(conn, &touched, "Docker inventory").await?;
 
     crate::runtime::record_events(conn, source_id, &batch.runtime_events, &batch.monitoring)
         .await?;

@@ -229,6 +229,33 @@ pub struct Snapshot {
     /// Pods whose ReplicaSet or Job is not known (yet): their workload cannot be told, so they
     /// are neither written nor removed until it is.
     pub held: Vec<String>,
+    /// The namespaces, whose labels and annotations route ownership.
+    pub namespaces: Vec<NamespaceRecord>,
+}
+
+/// A namespace as stored: what ownership reads of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceRecord {
+    pub name: String,
+    pub labels: Value,
+    pub annotations: Value,
+}
+
+impl NamespaceRecord {
+    fn of(object: &Value) -> Self {
+        let meta = |field: &str| {
+            object
+                .pointer(&format!("/metadata/{field}"))
+                .filter(|v| v.is_object())
+                .cloned()
+                .unwrap_or_else(|| json!({}))
+        };
+        Self {
+            name: meta_str(object, "name").to_string(),
+            labels: meta("labels"),
+            annotations: meta("annotations"),
+        }
+    }
 }
 
 impl Snapshot {
@@ -578,7 +605,17 @@ pub fn snapshot(objects: &Objects, hold_unresolved: bool) -> Snapshot {
             (key, mapped)
         })
         .collect();
-    Snapshot { workloads, held }
+    let mut namespaces: Vec<NamespaceRecord> = objects
+        .iter(Kind::Namespace)
+        .map(NamespaceRecord::of)
+        .filter(|ns| !ns.name.is_empty())
+        .collect();
+    namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    Snapshot {
+        workloads,
+        held,
+        namespaces,
+    }
 }
 
 fn map_workload(key: &WorkloadKey, mut members: Members<'_>) -> MappedWorkload {

@@ -12,6 +12,7 @@ use crate::findings::{self, Evaluation};
 use crate::inventory::{sources, store, InstanceRecord, WorkloadKey, WorkloadRecord};
 use crate::lifecycle::store::{apply, Pending};
 use crate::lifecycle::{Observation, Stage};
+use crate::ownership;
 use crate::posture::Context;
 
 /// Instances per statement: keeps one UNNEST batch's parameters to a few megabytes.
@@ -22,6 +23,8 @@ const INSTANCE_BATCH: usize = 2_000;
 pub struct Written {
     workloads: HashMap<WorkloadKey, u64>,
     instances: HashSet<String>,
+    /// Namespace name → its labels and annotations.
+    namespaces: HashMap<String, (Value, Value)>,
 }
 
 /// What one write did.
@@ -194,6 +197,20 @@ pub async fn persist(
     touched.dedup();
     store::refresh_counts(&mut tx, &touched).await?;
 
+    // Namespaces: a label or annotation change re-routes every workload of the namespace.
+    let rerouted = write_namespaces(&mut tx, source_id, snapshot, &previous, complete).await?;
+    let mut resolve: Vec<i64> =
+        ownership::store::workloads_in_namespaces(&mut tx, source_id, &rerouted).await?;
+    resolve.extend(upserted.values().map(|row| row.id));
+    resolve.sort_unstable();
+    resolve.dedup();
+    let cause = if rerouted.is_empty() {
+        "Kubernetes inventory".to_string()
+    } else {
+        format!("Kubernetes namespace {} changed", rerouted.join(", "))
+    };
+    ownership::store::resolve(&mut tx, &resolve, &cause).await?;
+
     if resynced {
         sources::mark_resynced(&mut *tx, source_id, counts).await?;
     } else {
@@ -208,6 +225,11 @@ pub async fn persist(
             .map(|(key, mapped)| (key.clone(), mapped.fingerprint))
             .collect(),
         instances: present,
+        namespaces: snapshot
+            .namespaces
+            .iter()
+            .map(|ns| (ns.name.clone(), (ns.labels.clone(), ns.annotations.clone())))
+            .collect(),
     });
     Ok(Persisted {
         workloads: records.len(),
@@ -215,4 +237,92 @@ pub async fn persist(
         retired: gone.len(),
         transitions: transitions.len(),
     })
+}
+
+/// Stores the namespaces that changed since the last write (all on a complete write) and marks
+/// the ones gone as removed. Returns the names whose labels or annotations changed, or that
+/// came or went: their workloads' owners must be resolved again.
+async fn write_namespaces(
+    conn: &mut sqlx::PgConnection,
+    source_id: i64,
+    snapshot: &Snapshot,
+    previous: &Written,
+    complete: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let changed: Vec<_> = snapshot
+        .namespaces
+        .iter()
+        .filter(|ns| {
+            complete
+                || previous.namespaces.get(&ns.name)
+                    != Some(&(ns.labels.clone(), ns.annotations.clone()))
+        })
+        .collect();
+    let mut rerouted = Vec::new();
+    if !changed.is_empty() {
+        let names: Vec<String> = changed.iter().map(|ns| ns.name.clone()).collect();
+        let labels: Vec<Value> = changed.iter().map(|ns| ns.labels.clone()).collect();
+        let annotations: Vec<Value> = changed.iter().map(|ns| ns.annotations.clone()).collect();
+        rerouted = sqlx::query_scalar!(
+            r#"with input as (
+                   select * from unnest($2::text[], $3::jsonb[], $4::jsonb[])
+                       as t(name, labels, annotations)),
+               old as (
+                   select n.name, n.labels, n.annotations, n.removed_at from namespaces n
+                   join input i on i.name = n.name where n.source_id = $1),
+               up as (
+                   insert into namespaces (source_id, name, labels, annotations)
+                   select $1, name, labels, annotations from input
+                   on conflict (source_id, name) do update
+                   set labels = excluded.labels, annotations = excluded.annotations,
+                       last_seen = now(), removed_at = null
+                   returning name)
+               select i.name as "name!" from input i left join old o on o.name = i.name
+               where o.name is null or o.removed_at is not null or o.labels <> i.labels
+                  or o.annotations <> i.annotations"#,
+            source_id,
+            &names,
+            &labels,
+            &annotations
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+    }
+    let present: Vec<String> = snapshot
+        .namespaces
+        .iter()
+        .map(|ns| ns.name.clone())
+        .collect();
+    let present_set: HashSet<&String> = present.iter().collect();
+    let gone: Vec<String> = if complete {
+        sqlx::query_scalar!(
+            r#"update namespaces set removed_at = now()
+               where source_id = $1 and removed_at is null and name <> all($2) returning name"#,
+            source_id,
+            &present
+        )
+        .fetch_all(&mut *conn)
+        .await?
+    } else {
+        let missing: Vec<String> = previous
+            .namespaces
+            .keys()
+            .filter(|name| !present_set.contains(name))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar!(
+                r#"update namespaces set removed_at = now()
+                   where source_id = $1 and removed_at is null and name = any($2) returning name"#,
+                source_id,
+                &missing
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    rerouted.extend(gone);
+    Ok(rerouted)
 }
