@@ -33,6 +33,7 @@
 //! ([`crate::posture::score::grade`]), `risk_score` ([`risk_score`]) and `pss_level`.
 
 pub mod store;
+pub mod trend;
 pub mod waivers;
 
 use std::collections::HashMap;

@@ -14,6 +14,7 @@ pub mod json;
 pub mod metrics;
 pub mod overview;
 pub mod page;
+pub mod params;
 pub mod sources;
 pub mod workloads;
 

@@ -32,6 +32,10 @@ pub const NAV: &[NavItem] = &[
         href: "/workloads",
     },
     NavItem {
+        label: "Findings",
+        href: "/findings",
+    },
+    NavItem {
         label: "Incidents",
         href: "/incidents",
     },
