@@ -79,7 +79,7 @@ pub fn stage_bars(counts: &[(Stage, i64)]) -> Vec<StageBar> {
 pub const TREND_WIDTH: u32 = 600;
 pub const TREND_HEIGHT: u32 = 200;
 const TREND_LEFT: f64 = 36.0;
-const TREND_RIGHT: f64 = 590.0;
+const TREND_RIGHT: f64 = 570.0;
 const TREND_TOP: f64 = 12.0;
 const TREND_BASE: f64 = 170.0;
 
@@ -160,7 +160,7 @@ impl TrendChart {
         Self {
             days,
             first: scored().next(),
-            last: scored().last(),
+            last: scored().next_back(),
             points,
             lines,
             grid,

@@ -8,7 +8,7 @@
 //! Unknown parameters and bad values are refused with 400, never ignored. `team` is refused
 //! until ownership exists.
 
-use crate::auth::Role;
+use crate::auth::{audit, Role};
 use crate::web::RoutePolicy;
 use std::collections::HashMap;
 
@@ -544,12 +544,20 @@ async fn request_waiver_form(
     Form(form): Form<WaiverForm>,
 ) -> Result<Redirect, WebError> {
     let id = parse_id("the workload id", &id)?;
-    let last_day = NaiveDate::parse_from_str(form.expires.trim(), "%Y-%m-%d").map_err(|_| {
-        WebError::Unprocessable(format!(
-            "the expiry '{}' is not a date (YYYY-MM-DD)",
-            form.expires
-        ))
-    })?;
+    let Ok(last_day) = NaiveDate::parse_from_str(form.expires.trim(), "%Y-%m-%d") else {
+        let message = format!("the expiry '{}' is not a date (YYYY-MM-DD)", form.expires);
+        audit::record(
+            &state.pool,
+            &principal,
+            "waiver.request",
+            &format!("workload {id}"),
+            audit::Outcome::Failure,
+            principal.client_addr,
+            serde_json::json!({"error": message}),
+        )
+        .await?;
+        return Err(WebError::Unprocessable(message));
+    };
     let expires_at = (last_day + Days::new(1))
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists")
