@@ -43,3 +43,27 @@ create index workloads_severity_idx on workloads (worst_severity, id);
 -- index (open findings are a fraction of all findings, which are never deleted).
 create index findings_open_check_workload_idx on findings (check_id, workload_id)
     include (severity, layer, waiver_id) where status = 'open';
+
+-- The open findings counted per check (and per check and severity, check and layer, check,
+-- severity and layer: a null severity or layer means every one), refreshed every minute by the
+-- server (findings::summary), so the findings page reads a few hundred rows instead of every
+-- open finding.
+create table check_summaries (
+    check_id   text not null,
+    severity   text,
+    layer      text,
+    -- Open findings, those a waiver covers, and the workloads with a non-waived one.
+    findings   integer not null,
+    waived     integer not null,
+    workloads  integer not null,
+    -- The worst severity among them.
+    worst      text not null
+);
+create unique index check_summaries_key
+    on check_summaries (check_id, coalesce(severity, ''), coalesce(layer, ''));
+
+create table check_summaries_refresh (
+    id            boolean primary key default true,
+    refreshed_at  timestamptz not null,
+    constraint check_summaries_refresh_single check (id)
+);

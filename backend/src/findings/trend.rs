@@ -27,6 +27,8 @@ use sqlx::{PgExecutor, PgPool};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::inventory::query::{stage_counts, StageCount};
+use crate::lifecycle::Stage;
 use crate::posture::score::{grade, Grade, SeverityCounts};
 use crate::posture::Severity;
 
@@ -119,27 +121,25 @@ pub fn letter(score: f64) -> &'static str {
         .map_or("F", |(g, _)| g.as_str())
 }
 
+impl EstatePosture {
+    /// The posture of the live workloads from the per-stage counts (retired ones left out).
+    pub fn of_live(stages: &[StageCount]) -> Self {
+        let mut sum = Self::default();
+        for count in stages.iter().filter(|c| c.stage != Stage::Retire) {
+            for (total, n) in sum.grades.iter_mut().zip(count.posture.grades) {
+                *total += n;
+            }
+            for (total, n) in sum.open.iter_mut().zip(count.posture.open) {
+                *total += n;
+            }
+        }
+        sum
+    }
+}
+
 /// The posture now, from the workloads' maintained grades and counts (one pass).
 pub async fn current(db: impl PgExecutor<'_>) -> Result<EstatePosture, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"select count(*) filter (where grade = 'A') as "a!",
-                  count(*) filter (where grade = 'B') as "b!",
-                  count(*) filter (where grade = 'C') as "c!",
-                  count(*) filter (where grade = 'D') as "d!",
-                  count(*) filter (where grade = 'F') as "f!",
-                  coalesce(sum(findings_critical), 0)::int8 as "critical!",
-                  coalesce(sum(findings_high), 0)::int8 as "high!",
-                  coalesce(sum(findings_medium), 0)::int8 as "medium!",
-                  coalesce(sum(findings_low), 0)::int8 as "low!",
-                  coalesce(sum(findings_info), 0)::int8 as "info!"
-           from workloads where stage <> 'retire'"#
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(EstatePosture {
-        grades: [row.a, row.b, row.c, row.d, row.f],
-        open: [row.critical, row.high, row.medium, row.low, row.info],
-    })
+    Ok(EstatePosture::of_live(&stage_counts(db).await?))
 }
 
 /// One day of the history.
@@ -368,27 +368,23 @@ pub async fn backfill(pool: &PgPool, today: NaiveDate) -> Result<usize, sqlx::Er
 }
 
 /// Refreshes today's snapshot at start-up and every [`REFRESH_INTERVAL`], filling missing days
-/// first, until cancelled; a failed step is logged and retried on the next tick.
+/// first, until cancelled.
 pub fn spawn(pool: PgPool, tasks: &TaskTracker, cancel: &CancellationToken) {
-    let cancel = cancel.clone();
-    tasks.spawn(async move {
-        let mut tick = tokio::time::interval(REFRESH_INTERVAL);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+    super::every(
+        pool,
+        tasks,
+        cancel,
+        REFRESH_INTERVAL,
+        "record the posture history",
+        |pool| async move {
             let now = Utc::now();
-            match backfill(&pool, now.date_naive()).await {
-                Ok(0) => {}
-                Ok(days) => tracing::info!(days, "posture history rebuilt from findings"),
-                Err(err) => tracing::warn!(%err, "cannot rebuild the posture history"),
+            let days = backfill(&pool, now.date_naive()).await?;
+            if days > 0 {
+                tracing::info!(days, "posture history rebuilt from findings");
             }
-            if let Err(err) = snapshot_today(&pool, now).await {
-                tracing::warn!(%err, "cannot snapshot today's posture");
-            }
-        }
-    });
+            snapshot_today(&pool, now).await
+        },
+    );
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 
+use crate::findings::trend::EstatePosture;
 use crate::lifecycle::store::{history, HistoryEntry};
 use crate::lifecycle::Stage;
 use crate::posture::Severity;
@@ -298,12 +299,32 @@ pub async fn workloads_by_ids(
     query.build_query_as().fetch_all(pool).await
 }
 
-/// Per lifecycle stage (every stage present, zeros included): how many workloads, and how many
-/// instances they run. One pass over the workloads.
-pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<(Stage, i64, i64)>, sqlx::Error> {
+/// One lifecycle stage: its workloads, the instances they run, and their grades and open
+/// findings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageCount {
+    pub stage: Stage,
+    pub workloads: i64,
+    pub running: i64,
+    pub posture: EstatePosture,
+}
+
+/// Every lifecycle stage (zeros included), in lifecycle order: one pass over the workloads and
+/// their maintained scores.
+pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<StageCount>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select stage, count(*) as "count!",
-                  coalesce(sum(instances_running), 0)::bigint as "running!"
+                  coalesce(sum(instances_running), 0)::bigint as "running!",
+                  count(*) filter (where grade = 'A') as "a!",
+                  count(*) filter (where grade = 'B') as "b!",
+                  count(*) filter (where grade = 'C') as "c!",
+                  count(*) filter (where grade = 'D') as "d!",
+                  count(*) filter (where grade = 'F') as "f!",
+                  coalesce(sum(findings_critical), 0)::int8 as "critical!",
+                  coalesce(sum(findings_high), 0)::int8 as "high!",
+                  coalesce(sum(findings_medium), 0)::int8 as "medium!",
+                  coalesce(sum(findings_low), 0)::int8 as "low!",
+                  coalesce(sum(findings_info), 0)::int8 as "info!"
            from workloads group by stage"#
     )
     .fetch_all(db)
@@ -311,9 +332,23 @@ pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<(Stage, i64, i6
     Ok(Stage::ALL
         .into_iter()
         .map(|stage| {
-            rows.iter()
-                .find(|row| row.stage == stage.as_str())
-                .map_or((stage, 0, 0), |row| (stage, row.count, row.running))
+            rows.iter().find(|row| row.stage == stage.as_str()).map_or(
+                StageCount {
+                    stage,
+                    workloads: 0,
+                    running: 0,
+                    posture: EstatePosture::default(),
+                },
+                |row| StageCount {
+                    stage,
+                    workloads: row.count,
+                    running: row.running,
+                    posture: EstatePosture {
+                        grades: [row.a, row.b, row.c, row.d, row.f],
+                        open: [row.critical, row.high, row.medium, row.low, row.info],
+                    },
+                },
+            )
         })
         .collect())
 }

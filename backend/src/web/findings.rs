@@ -34,7 +34,7 @@ use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::{Principal, Role};
 use crate::findings::waivers::{self, NewWaiver, Waiver, WaiverError, WaiverFilter};
-use crate::findings::LAYERS;
+use crate::findings::{summary, LAYERS};
 use crate::inventory::query::{self, WorkloadSummary};
 use crate::posture::{catalog, Severity};
 
@@ -610,7 +610,7 @@ fn severity_of_rank(rank: i32) -> &'static str {
         .map_or("info", |s| s.as_str())
 }
 
-/// One check with open findings.
+/// One check with open findings (counts as of the last recount, at most a few minutes old).
 pub struct CheckGroup {
     pub check_id: String,
     pub title: &'static str,
@@ -623,39 +623,31 @@ pub struct CheckGroup {
     pub findings: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct GroupRow {
-    check_id: String,
-    worst: i32,
-    workloads: i64,
-    waived: i64,
-    findings: i64,
-}
-
-/// The open findings grouped by check, worst first, then by workload count. Reads only the
-/// partial index of open findings (`findings_open_check_workload_idx`).
+/// The open findings grouped by check, worst first, then by workload count, from the counts
+/// [`summary`] keeps; with the time they were counted.
 pub async fn groups_by_check(
     pool: &PgPool,
     filter: &GroupFilter,
-) -> Result<Vec<CheckGroup>, sqlx::Error> {
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "select f.check_id, max({SEVERITY_RANK}) as worst, \
-         count(distinct f.workload_id) filter (where f.waiver_id is null) as workloads, \
-         count(*) filter (where f.waiver_id is not null) as waived, count(*) as findings \
-         from findings f where f.status = 'open'"
-    ));
-    filter.push(&mut query);
-    query.push(" group by f.check_id");
-    let rows: Vec<GroupRow> = query.build_query_as().fetch_all(pool).await?;
+) -> Result<(Vec<CheckGroup>, DateTime<Utc>), sqlx::Error> {
+    let checks: Option<Vec<String>> = (filter.stage.is_some() || filter.threat.is_some())
+        .then(|| filter.checks().into_iter().map(str::to_string).collect());
+    let (rows, at) = summary::counts(
+        pool,
+        filter.severity,
+        filter.layer.as_deref(),
+        checks.as_deref(),
+        Utc::now(),
+    )
+    .await?;
     let mut groups: Vec<CheckGroup> = rows
         .into_iter()
         .map(|row| CheckGroup {
             title: catalog::find(&row.check_id).map_or("", |meta| meta.title),
-            severity: severity_of_rank(row.worst),
+            severity: Severity::parse(&row.worst).map_or("info", Severity::as_str),
             check_id: row.check_id,
-            workloads: row.workloads,
-            waived: row.waived,
-            findings: row.findings,
+            workloads: i64::from(row.workloads),
+            waived: i64::from(row.waived),
+            findings: i64::from(row.findings),
         })
         .collect();
     groups.sort_by(|a, b| {
@@ -664,7 +656,7 @@ pub async fn groups_by_check(
             .then(b.workloads.cmp(&a.workloads))
             .then(a.check_id.cmp(&b.check_id))
     });
-    Ok(groups)
+    Ok((groups, at))
 }
 
 /// The filter form's state and the links that keep it.
@@ -724,6 +716,8 @@ impl GroupFilterView {
 pub struct FindingsPage {
     ctx: PageContext,
     groups: Vec<CheckGroup>,
+    /// When the counts were taken.
+    counted_at: DateTime<Utc>,
     filters: GroupFilterView,
     /// Where the filter form goes.
     action: String,
@@ -743,7 +737,7 @@ async fn get_findings_page(
             "after belongs to the workloads of one check (/findings/{check})".into(),
         ));
     }
-    let groups = groups_by_check(&state.pool, &filter).await?;
+    let (groups, counted_at) = groups_by_check(&state.pool, &filter).await?;
     let any_workload = !groups.is_empty()
         || sqlx::query_scalar!(r#"select exists(select 1 from workloads) as "any!""#)
             .fetch_one(&state.pool)
@@ -751,6 +745,7 @@ async fn get_findings_page(
     let page = FindingsPage {
         ctx: ctx.titled("Findings").active("/findings"),
         groups,
+        counted_at,
         filters: GroupFilterView::new(&params),
         action: "/findings".into(),
         any_workload,

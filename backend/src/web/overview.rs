@@ -258,7 +258,8 @@ async fn get_overview(
         }
     }
     let today = Utc::now().date_naive();
-    let posture = trend::current(&state.pool).await?;
+    let stages = query::stage_counts(&state.pool).await?;
+    let posture = EstatePosture::of_live(&stages);
     let mut history = trend::history(
         &state.pool,
         today - Days::new(days - 1),
@@ -297,9 +298,8 @@ async fn get_overview(
             .fetch_one(&state.pool)
             .await?;
     let config = &state.config;
-    let stages = query::stage_counts(&state.pool).await?;
-    let running_instances = stages.iter().map(|(_, _, running)| running).sum();
-    let counts: Vec<(Stage, i64)> = stages.iter().map(|(s, n, _)| (*s, *n)).collect();
+    let running_instances = stages.iter().map(|c| c.running).sum();
+    let counts: Vec<(Stage, i64)> = stages.iter().map(|c| (c.stage, c.workloads)).collect();
     let page = OverviewPage {
         ctx: ctx.titled("Overview").active("/"),
         score: posture.score(),

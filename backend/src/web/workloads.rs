@@ -58,7 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/workloads/{id}/waivers", post(request_waiver_form))
 }
 
-/// The parameters of a workload list.
+/// The parameters of a workload list: the filters and order first.
 const PARAMETERS: &[&str] = &[
     "source",
     "namespace",
@@ -180,16 +180,8 @@ pub struct WorkloadsPage {
     previous_href: Option<String>,
 }
 
-/// The filters a console list keeps in its links.
-const PAGE_FILTERS: &[&str] = &[
-    "source",
-    "namespace",
-    "kind",
-    "stage",
-    "severity",
-    "q",
-    "sort",
-];
+/// The filters and order a console list keeps in its links.
+const PAGE_FILTERS: &[&str] = PARAMETERS.split_at(7).0;
 
 async fn get_workloads_page(
     State(state): State<AppState>,
