@@ -39,6 +39,12 @@ create index workloads_risk_keyset_idx on workloads ((-risk_score), id);
 create index workloads_severity_risk_idx on workloads (worst_severity, (-risk_score), id);
 create index workloads_severity_idx on workloads (worst_severity, id);
 
+-- The overview's one pass (workloads, running instances, grades and open findings per stage)
+-- reads only this index while the table's pages are all-visible.
+create index workloads_overview_idx on workloads (stage)
+    include (instances_running, grade, findings_critical, findings_high, findings_medium,
+             findings_low, findings_info);
+
 -- Findings grouped by check and the drill-down to the workloads of one check read only this
 -- index (open findings are a fraction of all findings, which are never deleted).
 create index findings_open_check_workload_idx on findings (check_id, workload_id)
