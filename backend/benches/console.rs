@@ -1,7 +1,9 @@
-//! Console page latency with 100,000 workloads (figures in BENCHMARKS.md, section "Console"):
-//! the overview, the workload list (first page, a later page, a filtered page) and a workload
-//! page, each requested N times from the real server over loopback HTTP; p50 / p95 / max.
-//! Targets: overview and list p95 < 100 ms, workload page p95 < 50 ms.
+//! Console page latency with 100,000 workloads and 1,000,000 findings (figures in
+//! BENCHMARKS.md, section "Console"): the overview (score, trend, riskiest), the workload list
+//! (first page, a later page, filtered, searched, riskiest first), the findings grouped by check
+//! and one check's workloads, and a workload page, each requested N times from the real server
+//! over loopback HTTP; p50 / p95 / max. Also the one-off rebuild of 90 days of posture history.
+//! Targets: overview and list p95 < 300 ms, workload page p95 < 200 ms.
 //!
 //! Run: `DATABASE_URL=postgres://… cargo bench --bench console`. The benchmark works in a
 //! database of its own (`harbormaster_bench_console`), created and migrated here.
@@ -13,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use harbormaster::auth::{tokens, Role};
 use harbormaster::config::Config;
+use harbormaster::findings::{store as findings_store, trend};
 use harbormaster::inventory::store::{self, Upserted};
 use harbormaster::inventory::{sources, InstanceRecord, WorkloadKey, WorkloadRecord};
 use harbormaster::lifecycle::store::{apply, Pending};
 use harbormaster::lifecycle::Observation;
+use harbormaster::posture::CATALOG;
 use harbormaster::startup::Application;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -43,6 +47,8 @@ fn requests() -> usize {
     }
 }
 const BATCH: usize = 2_000;
+/// Findings per workload, spread over as many checks; a third of them resolved.
+const FINDINGS_PER_WORKLOAD: usize = 10;
 
 async fn bench_pool() -> PgPool {
     common::fresh_database("harbormaster_bench_console", 10).await
@@ -146,6 +152,60 @@ async fn seed(pool: &PgPool) {
     sqlx::query("analyze").execute(pool).await.unwrap();
 }
 
+/// Ten findings per workload (one per check, ten checks across the catalog) with first_seen
+/// spread over the last 120 days; a third resolved some days later. Then each workload's scores
+/// from its open findings, through the collectors' own `refresh_scores`.
+async fn seed_findings(pool: &PgPool) {
+    let step = CATALOG.len() / FINDINGS_PER_WORKLOAD;
+    let checks: Vec<_> = CATALOG
+        .iter()
+        .step_by(step)
+        .take(FINDINGS_PER_WORKLOAD)
+        .collect();
+    let ids: Vec<String> = checks.iter().map(|c| c.id.to_string()).collect();
+    let severities: Vec<String> = checks
+        .iter()
+        .map(|c| c.severity.as_str().to_string())
+        .collect();
+    let layers: Vec<String> = checks
+        .iter()
+        .map(|c| harbormaster::findings::layer_str(c.layer()).to_string())
+        .collect();
+    sqlx::query(
+        "insert into findings (workload_id, container, check_id, severity, layer, status, message,
+                               first_seen, last_seen, resolved_at, resolved_reason)
+         select w.id, 'app', c.check_id, c.severity, c.layer,
+                case when (w.id + c.n) % 3 = 0 then 'resolved' else 'open' end, 'seeded',
+                now() - ((w.id * 7 + c.n * 13) % 120 + 1) * interval '1 day', now(),
+                case when (w.id + c.n) % 3 = 0
+                     then now() - ((w.id * 7 + c.n * 13) % 120 + 1) * interval '1 day'
+                              + ((w.id + c.n) % 30) * interval '1 day' end,
+                case when (w.id + c.n) % 3 = 0 then 'fixed' end
+         from workloads w
+         cross join unnest($1::text[], $2::text[], $3::text[]) with ordinality
+              as c(check_id, severity, layer, n)
+         ",
+    )
+    .bind(&ids)
+    .bind(&severities)
+    .bind(&layers)
+    .execute(pool)
+    .await
+    .unwrap();
+    let workload_ids: Vec<i64> = sqlx::query_scalar("select id from workloads order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    for chunk in workload_ids.chunks(BATCH) {
+        let mut tx = pool.begin().await.unwrap();
+        findings_store::refresh_scores(&mut tx, chunk)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    sqlx::query("analyze").execute(pool).await.unwrap();
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[index]
@@ -184,6 +244,27 @@ async fn main() {
     println!(
         "seeded {} workloads with one pod each in {:.1} s",
         workloads(),
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    seed_findings(&pool).await;
+    let (findings, open): (i64, i64) =
+        sqlx::query_as("select count(*), count(*) filter (where status = 'open') from findings")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    println!(
+        "seeded {findings} findings ({open} open) and the workloads' scores in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let today = chrono::Utc::now().date_naive();
+    let days = trend::backfill(&pool, today).await.unwrap();
+    trend::snapshot_today(&pool, chrono::Utc::now())
+        .await
+        .unwrap();
+    println!(
+        "rebuilt {days} days of posture history from the findings in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let secret = tokens::create(&pool, "bench", Role::Viewer, "bench")
@@ -240,6 +321,70 @@ async fn main() {
         &base,
         "workload page",
         &format!("/workloads/{middle}"),
+    )
+    .await;
+    measure(&client, &base, "overview, 90-day trend", "/?trend=90").await;
+    let (risk, risk_id): (i32, i64) = sqlx::query_as(
+        "select risk_score, id from workloads order by -risk_score, id offset $1 limit 1",
+    )
+    .bind((workloads() / 2) as i64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    measure(
+        &client,
+        &base,
+        "workload list, riskiest first",
+        "/workloads?sort=risk",
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "workload list, risk order, middle page",
+        &format!("/workloads?sort=risk&after={risk}.{risk_id}"),
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "workload list, worst severity + risk",
+        "/workloads?severity=medium&sort=risk",
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "API workloads, riskiest 100",
+        "/api/v1/workloads?sort=risk",
+    )
+    .await;
+    measure(&client, &base, "findings by check", "/findings").await;
+    measure(
+        &client,
+        &base,
+        "findings by check, filtered",
+        "/findings?severity=high&stage=run",
+    )
+    .await;
+    let check: String = sqlx::query_scalar(
+        "select check_id from findings where status = 'open' group by 1 order by count(*) desc limit 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    measure(
+        &client,
+        &base,
+        "one check's workloads",
+        &format!("/findings/{check}"),
+    )
+    .await;
+    measure(
+        &client,
+        &base,
+        "one check's workloads, middle page",
+        &format!("/findings/{check}?after={middle}"),
     )
     .await;
     let _ = stop.send(());

@@ -168,6 +168,8 @@ fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &Cancellation
     crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
     crate::findings::waivers::spawn(state.pool.clone(), tasks, cancel);
+    crate::findings::trend::spawn(state.pool.clone(), tasks, cancel);
+    crate::findings::summary::spawn(state.pool.clone(), tasks, cancel);
     crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::runtime::drift::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::notify::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);

@@ -1,6 +1,12 @@
 // Comfort only: every page works without this file.
 "use strict";
 
+// Script errors are counted on the root element (data-js-errors), for the inspector and tests.
+window.addEventListener("error", () => {
+  const root = document.documentElement;
+  root.dataset.jsErrors = String(Number(root.dataset.jsErrors || 0) + 1);
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   document.documentElement.dataset.js = "on";
 

@@ -33,6 +33,8 @@
 //! ([`crate::posture::score::grade`]), `risk_score` ([`risk_score`]) and `pss_level`.
 
 pub mod store;
+pub mod summary;
+pub mod trend;
 pub mod waivers;
 
 use std::collections::HashMap;
@@ -81,6 +83,34 @@ impl Evaluated {
             pss_level: self.pss_level,
         }
     }
+}
+
+/// Runs `step` at start-up and every `interval` until `cancel` fires; a failed step is logged
+/// (as "cannot {what}") and retried on the next tick.
+pub(crate) fn every<F, Fut>(
+    pool: sqlx::PgPool,
+    tasks: &tokio_util::task::TaskTracker,
+    cancel: &tokio_util::sync::CancellationToken,
+    interval: std::time::Duration,
+    what: &'static str,
+    step: F,
+) where
+    F: Fn(sqlx::PgPool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>> + Send,
+{
+    let cancel = cancel.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(err) = step(pool.clone()).await {
+                tracing::warn!(%err, "cannot {what}");
+            }
+        }
+    });
 }
 
 /// The layer's word, as stored and filtered on.

@@ -352,3 +352,47 @@ pub async fn get(
     query.push(" and v.id = ").push_bind(id);
     query.build_query_as().fetch_optional(conn).await
 }
+
+/// A requested or approved waiver that covers (or would cover) a workload's findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoveringWaiver {
+    pub id: i64,
+    pub check_id: String,
+    pub status: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub approved_by: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    /// `workload`, `namespace` or `source`.
+    pub scope: String,
+}
+
+/// The requested and approved, unexpired waivers whose scope takes in this workload, oldest
+/// first.
+pub async fn covering(
+    pool: &PgPool,
+    workload_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<CoveringWaiver>, sqlx::Error> {
+    sqlx::query_as!(
+        CoveringWaiver,
+        r#"select v.id, v.check_id, v.status, v.reason, v.requested_by, v.approved_by,
+                  v.expires_at,
+                  case when v.workload_id is not null then 'workload'
+                       when v.namespace is not null then 'namespace'
+                       else 'source' end as "scope!"
+           from waivers v join workloads w on w.id = $1
+           where v.status in ('requested', 'approved') and v.expires_at > $2
+             and ((v.workload_id = w.id)
+                  or (v.workload_id is null and v.namespace is not null
+                      and v.namespace = w.namespace
+                      and (v.source_id is null or v.source_id = w.source_id))
+                  or (v.workload_id is null and v.namespace is null
+                      and v.source_id = w.source_id))
+           order by v.id"#,
+        workload_id,
+        now
+    )
+    .fetch_all(pool)
+    .await
+}

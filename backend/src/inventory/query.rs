@@ -1,5 +1,5 @@
 //! Reading the inventory for the console and the API: one page of workloads by filters (keyset
-//! pagination on the id, both directions) and one workload with its instances, images and
+//! pagination on the id or on (risk, id), both directions) and one workload with its instances, images and
 //! lifecycle history. The API (`web/workloads.rs`) and the console pages call the same functions.
 
 use std::collections::BTreeSet;
@@ -9,9 +9,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 
+use crate::findings::trend::EstatePosture;
 use crate::lifecycle::store::{history, HistoryEntry};
 use crate::lifecycle::Stage;
 use crate::ownership::store::OwnerView;
+use crate::posture::Severity;
 
 /// Every workload kind a collector writes.
 pub const KINDS: &[&str] = &[
@@ -26,6 +28,64 @@ pub const KINDS: &[&str] = &[
     "Container",
 ];
 
+/// The order of a workload list.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadSort {
+    /// Ascending id (oldest first).
+    #[default]
+    Id,
+    /// Riskiest first (`risk_score` descending), then ascending id.
+    Risk,
+}
+
+impl WorkloadSort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadSort::Id => "id",
+            WorkloadSort::Risk => "risk",
+        }
+    }
+}
+
+/// A position in a workload list: the id, and in the risk order also the risk
+/// (`RISK.ID` as text, `ID` in the id order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub risk: i32,
+    pub id: i64,
+}
+
+impl Cursor {
+    fn of(workload: &WorkloadSummary) -> Self {
+        Self {
+            risk: workload.risk_score,
+            id: workload.id,
+        }
+    }
+
+    pub fn encode(self, sort: WorkloadSort) -> String {
+        match sort {
+            WorkloadSort::Id => self.id.to_string(),
+            WorkloadSort::Risk => format!("{}.{}", self.risk, self.id),
+        }
+    }
+
+    /// `None` when the text is not a cursor of that order.
+    pub fn decode(text: &str, sort: WorkloadSort) -> Option<Self> {
+        let number = |part: &str| part.trim().parse::<i64>().ok().filter(|n| *n >= 0);
+        match sort {
+            WorkloadSort::Id => number(text).map(|id| Self { risk: 0, id }),
+            WorkloadSort::Risk => {
+                let (risk, id) = text.split_once('.')?;
+                Some(Self {
+                    risk: i32::try_from(number(risk)?).ok()?,
+                    id: number(id)?,
+                })
+            }
+        }
+    }
+}
+
 /// The validated filters of a workload list.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct WorkloadFilter {
@@ -33,15 +93,18 @@ pub struct WorkloadFilter {
     pub namespace: Option<String>,
     pub kind: Option<String>,
     pub stage: Option<Stage>,
+    /// The worst open, non-waived severity (`low` to `critical`).
+    pub severity: Option<Severity>,
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
     /// Owned (some layer) by the team with this id or name; `none`: some layer unowned.
     pub team: Option<String>,
+    pub sort: WorkloadSort,
     pub limit: i64,
-    /// Only workloads with a larger id (the previous page's `next`).
-    pub after: Option<i64>,
-    /// Only workloads with a smaller id (the next page's `previous`); wins over `after`.
-    pub before: Option<i64>,
+    /// Only workloads after this position (the previous page's `next`).
+    pub after: Option<Cursor>,
+    /// Only workloads before this position (the next page's `previous`); wins over `after`.
+    pub before: Option<Cursor>,
 }
 
 /// A workload in a list.
@@ -111,6 +174,11 @@ fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &WorkloadFilter)
     if let Some(stage) = filter.stage {
         query.push(" and w.stage = ").push_bind(stage.as_str());
     }
+    if let Some(severity) = filter.severity {
+        query
+            .push(" and w.worst_severity = ")
+            .push_bind(severity.as_str());
+    }
     if let Some(q) = &filter.q {
         let escaped = q
             .replace('\\', "\\\\")
@@ -154,29 +222,59 @@ pub async fn workload_ids(pool: &PgPool, filter: &WorkloadFilter) -> Result<Vec<
     query.build_query_scalar().fetch_all(pool).await
 }
 
-/// Whether any workload matching the filters has an id on the given side of `id`.
+/// ` and <position> > (<cursor>)` (or `<`) in the list's order.
+fn push_position(
+    query: &mut QueryBuilder<'_, Postgres>,
+    sort: WorkloadSort,
+    cursor: Cursor,
+    after: bool,
+) {
+    let op = if after { " > " } else { " < " };
+    match sort {
+        WorkloadSort::Id => {
+            query.push(" and w.id").push(op).push_bind(cursor.id);
+        }
+        WorkloadSort::Risk => {
+            query
+                .push(" and (-w.risk_score, w.id)")
+                .push(op)
+                .push("(")
+                .push_bind(-cursor.risk)
+                .push(", ")
+                .push_bind(cursor.id)
+                .push(")");
+        }
+    }
+}
+
+/// ` order by …` in the list's order, or reversed.
+fn push_order(query: &mut QueryBuilder<'_, Postgres>, sort: WorkloadSort, reversed: bool) {
+    query.push(match (sort, reversed) {
+        (WorkloadSort::Id, false) => " order by w.id",
+        (WorkloadSort::Id, true) => " order by w.id desc",
+        (WorkloadSort::Risk, false) => " order by -w.risk_score, w.id",
+        (WorkloadSort::Risk, true) => " order by -w.risk_score desc, w.id desc",
+    });
+}
+
+/// Whether any workload matching the filters lies on the given side of `cursor`.
 async fn exists_beyond(
     pool: &PgPool,
     filter: &WorkloadFilter,
-    id: i64,
-    above: bool,
+    cursor: Cursor,
+    after: bool,
 ) -> Result<bool, sqlx::Error> {
     let mut query: QueryBuilder<Postgres> =
         QueryBuilder::new("select exists (select 1 from workloads w");
     push_filters(&mut query, filter);
-    query
-        .push(if above {
-            " and w.id > "
-        } else {
-            " and w.id < "
-        })
-        .push_bind(id)
-        .push(")");
+    push_position(&mut query, filter.sort, cursor, after);
+    query.push(")");
     query.build_query_scalar().fetch_one(pool).await
 }
 
-/// One page of workloads by ascending id: after `filter.after`, or the page that ends just
-/// before `filter.before`. Every step is an index range scan (`order by id` with a limit).
+/// One page of workloads in the filter's order (ascending id, or riskiest first): after
+/// `filter.after`, or the page that ends just before `filter.before`. Every step is an index
+/// range scan (the id, or `(-risk_score, id)`, with a limit).
 pub async fn query_workloads(
     pool: &PgPool,
     filter: &WorkloadFilter,
@@ -185,15 +283,12 @@ pub async fn query_workloads(
     push_filters(&mut query, filter);
     let backwards = filter.before.is_some();
     if let Some(before) = filter.before {
-        query.push(" and w.id < ").push_bind(before);
-        query.push(" order by w.id desc limit ");
-    } else {
-        if let Some(after) = filter.after {
-            query.push(" and w.id > ").push_bind(after);
-        }
-        query.push(" order by w.id limit ");
+        push_position(&mut query, filter.sort, before, false);
+    } else if let Some(after) = filter.after {
+        push_position(&mut query, filter.sort, after, true);
     }
-    query.push_bind(filter.limit + 1);
+    push_order(&mut query, filter.sort, backwards);
+    query.push(" limit ").push_bind(filter.limit + 1);
     let mut workloads: Vec<WorkloadSummary> = query.build_query_as().fetch_all(pool).await?;
     let more = workloads.len() as i64 > filter.limit;
     workloads.truncate(filter.limit as usize);
@@ -201,8 +296,8 @@ pub async fn query_workloads(
         workloads.reverse();
     }
     let (first, last) = (
-        workloads.first().map(|w| w.id),
-        workloads.last().map(|w| w.id),
+        workloads.first().map(Cursor::of),
+        workloads.last().map(Cursor::of),
     );
     let (next, previous) = if backwards {
         let next = match last {
@@ -221,17 +316,50 @@ pub async fn query_workloads(
     };
     Ok(WorkloadPage {
         workloads,
-        next: next.map(|id| id.to_string()),
-        previous: previous.map(|id| id.to_string()),
+        next: next.map(|c| c.encode(filter.sort)),
+        previous: previous.map(|c| c.encode(filter.sort)),
     })
 }
 
-/// Per lifecycle stage (every stage present, zeros included): how many workloads, and how many
-/// instances they run. One pass over the workloads.
-pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<(Stage, i64, i64)>, sqlx::Error> {
+/// The list rows of these workloads (any order; unknown ids are left out).
+pub async fn workloads_by_ids(
+    pool: &PgPool,
+    ids: &[i64],
+) -> Result<Vec<WorkloadSummary>, sqlx::Error> {
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(SUMMARY_COLUMNS);
+    query
+        .push(" where w.id = any(")
+        .push_bind(ids.to_vec())
+        .push(")");
+    query.build_query_as().fetch_all(pool).await
+}
+
+/// One lifecycle stage: its workloads, the instances they run, and their grades and open
+/// findings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageCount {
+    pub stage: Stage,
+    pub workloads: i64,
+    pub running: i64,
+    pub posture: EstatePosture,
+}
+
+/// Every lifecycle stage (zeros included), in lifecycle order: one pass over the workloads and
+/// their maintained scores.
+pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<StageCount>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select stage, count(*) as "count!",
-                  coalesce(sum(instances_running), 0)::bigint as "running!"
+                  coalesce(sum(instances_running), 0)::bigint as "running!",
+                  count(*) filter (where grade = 'A') as "a!",
+                  count(*) filter (where grade = 'B') as "b!",
+                  count(*) filter (where grade = 'C') as "c!",
+                  count(*) filter (where grade = 'D') as "d!",
+                  count(*) filter (where grade = 'F') as "f!",
+                  coalesce(sum(findings_critical), 0)::int8 as "critical!",
+                  coalesce(sum(findings_high), 0)::int8 as "high!",
+                  coalesce(sum(findings_medium), 0)::int8 as "medium!",
+                  coalesce(sum(findings_low), 0)::int8 as "low!",
+                  coalesce(sum(findings_info), 0)::int8 as "info!"
            from workloads group by stage"#
     )
     .fetch_all(db)
@@ -239,9 +367,23 @@ pub async fn stage_counts(db: impl PgExecutor<'_>) -> Result<Vec<(Stage, i64, i6
     Ok(Stage::ALL
         .into_iter()
         .map(|stage| {
-            rows.iter()
-                .find(|row| row.stage == stage.as_str())
-                .map_or((stage, 0, 0), |row| (stage, row.count, row.running))
+            rows.iter().find(|row| row.stage == stage.as_str()).map_or(
+                StageCount {
+                    stage,
+                    workloads: 0,
+                    running: 0,
+                    posture: EstatePosture::default(),
+                },
+                |row| StageCount {
+                    stage,
+                    workloads: row.count,
+                    running: row.running,
+                    posture: EstatePosture {
+                        grades: [row.a, row.b, row.c, row.d, row.f],
+                        open: [row.critical, row.high, row.medium, row.low, row.info],
+                    },
+                },
+            )
         })
         .collect())
 }

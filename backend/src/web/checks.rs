@@ -78,7 +78,7 @@ pub struct CheckFilter {
 }
 
 /// The serde name of an enum value (`container_escape`, `orchestration`, …).
-fn name<T: Serialize>(value: T) -> String {
+pub(super) fn name<T: Serialize>(value: T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(String::from))

@@ -13,9 +13,11 @@
 
 use std::collections::HashMap;
 
+use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
+use axum::response::Html;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -23,13 +25,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::access::{Admin, RequireRole};
+use super::access::{Admin, RequireRole, Responder};
+use super::checks;
 use super::json::ApiJson;
+use super::page::{query_string, PageContext};
+use super::params::{
+    one_of, parse_bool, parse_id, parse_limit, parse_severity, unknown, DEFAULT_LIMIT,
+};
 use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::{Principal, Role};
 use crate::findings::waivers::{self, NewWaiver, Waiver, WaiverError, WaiverFilter};
-use crate::findings::LAYERS;
+use crate::findings::{summary, LAYERS};
+use crate::inventory::query::{self, WorkloadSummary};
 use crate::posture::{catalog, Severity};
 
 pub const POLICIES: &[RoutePolicy] = &[
@@ -42,6 +50,8 @@ pub const POLICIES: &[RoutePolicy] = &[
     RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/approve", Role::Admin),
     RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/reject", Role::Admin),
     RoutePolicy::role(Method::POST, "/api/v1/waivers/{id}/revoke", Role::Admin),
+    RoutePolicy::role(Method::GET, "/findings", Role::Viewer),
+    RoutePolicy::role(Method::GET, "/findings/{check}", Role::Viewer),
 ];
 
 pub fn router() -> Router<AppState> {
@@ -52,29 +62,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/waivers/{id}/approve", post(approve_waiver))
         .route("/api/v1/waivers/{id}/reject", post(reject_waiver))
         .route("/api/v1/waivers/{id}/revoke", post(revoke_waiver))
-}
-
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 500;
-
-/// A non-negative id from a path or query value; the error names `name`.
-pub(crate) fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 0)
-        .ok_or_else(|| WebError::BadRequest(format!("{name} must be a non-negative whole number")))
-}
-
-fn parse_bool(name: &str, value: &str) -> Result<bool, WebError> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(WebError::BadRequest(format!(
-            "{name} must be true or false"
-        ))),
-    }
+        .route("/findings", get(get_findings_page))
+        .route("/findings/{check}", get(get_check_findings_page))
 }
 
 /// The validated filters of a finding list.
@@ -96,6 +85,28 @@ pub struct FindingFilter {
     pub after: Option<i64>,
 }
 
+/// The parameters of a finding list.
+const PARAMETERS: &[&str] = &[
+    "check",
+    "severity",
+    "status",
+    "layer",
+    "team",
+    "workload",
+    "source",
+    "namespace",
+    "waived",
+    "limit",
+    "after",
+];
+
+/// A check id of the catalog.
+pub(super) fn parse_check(value: &str) -> Result<String, WebError> {
+    catalog::find(value)
+        .map(|meta| meta.id.to_string())
+        .ok_or_else(|| WebError::BadRequest(format!("check '{value}' is not in the catalog")))
+}
+
 impl FindingFilter {
     pub fn parse(params: &HashMap<String, String>) -> Result<Self, WebError> {
         let mut filter = FindingFilter {
@@ -104,62 +115,18 @@ impl FindingFilter {
         };
         for (name, value) in params {
             match name.as_str() {
-                "check" => {
-                    if catalog::find(value).is_none() {
-                        return Err(WebError::BadRequest(format!(
-                            "check '{value}' is not in the catalog"
-                        )));
-                    }
-                    filter.check = Some(value.clone());
-                }
-                "severity" => {
-                    filter.severity = Some(Severity::parse(value).ok_or_else(|| {
-                        WebError::BadRequest(format!(
-                            "severity '{value}' is not one of info, low, medium, high, critical"
-                        ))
-                    })?)
-                }
-                "status" => {
-                    if !matches!(value.as_str(), "open" | "resolved") {
-                        return Err(WebError::BadRequest(format!(
-                            "status '{value}' is not one of open, resolved"
-                        )));
-                    }
-                    filter.status = Some(value.clone());
-                }
-                "layer" => {
-                    if !LAYERS.contains(&value.as_str()) {
-                        return Err(WebError::BadRequest(format!(
-                            "layer '{value}' is not one of {}",
-                            LAYERS.join(", ")
-                        )));
-                    }
-                    filter.layer = Some(value.clone());
-                }
+                "check" => filter.check = Some(parse_check(value)?),
+                "severity" => filter.severity = Some(parse_severity(value, &Severity::ALL)?),
+                "status" => filter.status = Some(one_of("status", value, &["open", "resolved"])?),
+                "layer" => filter.layer = Some(one_of("layer", value, LAYERS)?),
                 "workload" => filter.workload = Some(parse_id("workload", value)?),
                 "source" => filter.source = Some(parse_id("source", value)?),
                 "namespace" => filter.namespace = Some(value.clone()),
                 "waived" => filter.waived = Some(parse_bool("waived", value)?),
-                "limit" => {
-                    filter.limit = value
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            WebError::BadRequest(format!(
-                                "limit must be a whole number from 1 to {MAX_LIMIT}"
-                            ))
-                        })?
-                }
+                "limit" => filter.limit = parse_limit(value)?,
                 "after" => filter.after = Some(parse_id("after", value)?),
                 "team" => filter.team = Some(value.trim().to_string()),
-                other => {
-                    return Err(WebError::BadRequest(format!(
-                        "unknown parameter '{other}'; expected check, severity, status, layer, \
-                         team, workload, source, namespace, waived, limit or after"
-                    )))
-                }
+                other => return Err(unknown(other, PARAMETERS)),
             }
         }
         Ok(filter)
@@ -350,7 +317,7 @@ pub async fn posture_summary(pool: &PgPool, by: &str) -> Result<Vec<SummaryRow>,
             .to_string(),
         other => {
             return Err(WebError::BadRequest(format!(
-                "by '{other}' is not one of source, namespace, check (team arrives with ownership)"
+                "by '{other}' is not one of source, namespace, check"
             )))
         }
     };
@@ -368,11 +335,7 @@ async fn summary(
     for (name, value) in &params {
         match name.as_str() {
             "by" => by = Some(value.clone()),
-            other => {
-                return Err(WebError::BadRequest(format!(
-                    "unknown parameter '{other}'; expected by"
-                )))
-            }
+            other => return Err(unknown(other, &["by"])),
         }
     }
     let by = by
@@ -405,15 +368,11 @@ async fn list_waivers(
     for (name, value) in &params {
         match name.as_str() {
             "status" => {
-                if !matches!(
-                    value.as_str(),
-                    "requested" | "approved" | "rejected" | "revoked" | "expired"
-                ) {
-                    return Err(WebError::BadRequest(format!(
-                        "status '{value}' is not one of requested, approved, rejected, revoked, expired"
-                    )));
-                }
-                filter.status = Some(value.clone());
+                filter.status = Some(one_of(
+                    "status",
+                    value,
+                    &["requested", "approved", "rejected", "revoked", "expired"],
+                )?)
             }
             "check" => filter.check = Some(value.clone()),
             "workload" => filter.workload_id = Some(parse_id("workload", value)?),
@@ -433,9 +392,10 @@ async fn list_waivers(
                 )
             }
             other => {
-                return Err(WebError::BadRequest(format!(
-                    "unknown parameter '{other}'; expected status, check, workload or expiring_within_days"
-                )))
+                return Err(unknown(
+                    other,
+                    &["status", "check", "workload", "expiring_within_days"],
+                ))
             }
         }
     }
@@ -461,7 +421,8 @@ struct WaiverRequest {
     expires_at: DateTime<Utc>,
 }
 
-async fn audited(
+/// Runs one waiver change in a transaction with its audit row (a failure is audited too).
+pub(super) async fn audited(
     state: &AppState,
     principal: &Principal,
     action: &str,
@@ -571,6 +532,360 @@ async fn revoke_waiver(
     })
     .await?;
     Ok(ApiJson(waiver))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console pages: open findings grouped by check, and the workloads of one check.
+
+/// The filters of the findings pages: on the finding (`severity`, `layer`) and on its check in
+/// the catalog (`stage`, `threat`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GroupFilter {
+    pub severity: Option<Severity>,
+    pub layer: Option<String>,
+    pub stage: Option<String>,
+    pub threat: Option<String>,
+    /// The drill-down's cursor: workloads with a larger id.
+    pub after: Option<i64>,
+}
+
+const STAGES: &[&str] = &["build", "store", "deploy", "run"];
+const THREATS: &[&str] = &[
+    "container_escape",
+    "malicious_image",
+    "privilege_abuse",
+    "misconfiguration",
+];
+/// The filters the findings pages keep in their links.
+const GROUP_FILTERS: &[&str] = &["severity", "layer", "stage", "threat"];
+
+impl GroupFilter {
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, WebError> {
+        let mut filter = Self::default();
+        for (name, value) in params {
+            match name.as_str() {
+                "severity" => filter.severity = Some(parse_severity(value, &Severity::ALL)?),
+                "layer" => filter.layer = Some(one_of("layer", value, LAYERS)?),
+                "stage" => filter.stage = Some(one_of("stage", value, STAGES)?),
+                "threat" => filter.threat = Some(one_of("threat", value, THREATS)?),
+                "after" => filter.after = Some(parse_id("after", value)?),
+                "team" => {
+                    return Err(WebError::BadRequest(
+                        "the findings page counts every team; a team's findings are on its page \
+                         under /teams"
+                            .into(),
+                    ))
+                }
+                other => {
+                    return Err(unknown(
+                        other,
+                        &["severity", "layer", "stage", "threat", "after"],
+                    ))
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    /// The catalog checks the stage and threat filters leave (all of them without those).
+    fn checks(&self) -> Vec<&'static str> {
+        catalog::CATALOG
+            .iter()
+            .filter(|meta| {
+                self.stage
+                    .as_deref()
+                    .is_none_or(|s| meta.stages.iter().any(|stage| checks::name(stage) == s))
+                    && self
+                        .threat
+                        .as_deref()
+                        .is_none_or(|t| checks::name(meta.threat) == t)
+            })
+            .map(|meta| meta.id)
+            .collect()
+    }
+
+    /// ` and …` on open findings `f`.
+    fn push(&self, query: &mut QueryBuilder<'_, Postgres>) {
+        if self.stage.is_some() || self.threat.is_some() {
+            let ids: Vec<String> = self.checks().into_iter().map(str::to_string).collect();
+            query
+                .push(" and f.check_id = any(")
+                .push_bind(ids)
+                .push(")");
+        }
+        if let Some(severity) = self.severity {
+            query
+                .push(" and f.severity = ")
+                .push_bind(severity.as_str());
+        }
+        if let Some(layer) = &self.layer {
+            query.push(" and f.layer = ").push_bind(layer.clone());
+        }
+    }
+}
+
+/// The rank of a stored severity, for `max()` (info 1 … critical 5).
+const SEVERITY_RANK: &str =
+    "array_position(array['info','low','medium','high','critical'], f.severity::text)";
+
+fn severity_of_rank(rank: i32) -> &'static str {
+    Severity::ALL
+        .get((rank - 1).max(0) as usize)
+        .map_or("info", |s| s.as_str())
+}
+
+/// One check with open findings (counts as of the last recount, at most a few minutes old).
+pub struct CheckGroup {
+    pub check_id: String,
+    pub title: &'static str,
+    /// The worst severity among its open findings.
+    pub severity: &'static str,
+    /// Workloads with an open, non-waived finding of the check.
+    pub workloads: i64,
+    /// Open findings a waiver takes out of the score.
+    pub waived: i64,
+    pub findings: i64,
+}
+
+/// The open findings grouped by check, worst first, then by workload count, from the counts
+/// [`summary`] keeps; with the time they were counted.
+pub async fn groups_by_check(
+    pool: &PgPool,
+    filter: &GroupFilter,
+) -> Result<(Vec<CheckGroup>, DateTime<Utc>), sqlx::Error> {
+    let checks: Option<Vec<String>> = (filter.stage.is_some() || filter.threat.is_some())
+        .then(|| filter.checks().into_iter().map(str::to_string).collect());
+    let (rows, at) = summary::counts(
+        pool,
+        filter.severity,
+        filter.layer.as_deref(),
+        checks.as_deref(),
+        Utc::now(),
+    )
+    .await?;
+    let mut groups: Vec<CheckGroup> = rows
+        .into_iter()
+        .map(|row| CheckGroup {
+            title: catalog::find(&row.check_id).map_or("", |meta| meta.title),
+            severity: Severity::parse(&row.worst).map_or("info", Severity::as_str),
+            check_id: row.check_id,
+            workloads: i64::from(row.workloads),
+            waived: i64::from(row.waived),
+            findings: i64::from(row.findings),
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        Severity::parse(b.severity)
+            .cmp(&Severity::parse(a.severity))
+            .then(b.workloads.cmp(&a.workloads))
+            .then(a.check_id.cmp(&b.check_id))
+    });
+    Ok((groups, at))
+}
+
+/// The filter form's state and the links that keep it.
+pub struct GroupFilterView {
+    pub severity: String,
+    pub layer: String,
+    pub stage: String,
+    pub threat: String,
+    pub severities: Vec<&'static str>,
+    pub layers: &'static [&'static str],
+    pub stages: &'static [&'static str],
+    pub threats: &'static [&'static str],
+    /// `?severity=…&…` of the given filters (empty without any).
+    pub query: String,
+    pub filtered: bool,
+}
+
+impl GroupFilterView {
+    fn new(params: &HashMap<String, String>) -> Self {
+        let given = |name: &str| params.get(name).cloned().unwrap_or_default();
+        let pairs: Vec<(&str, String)> = GROUP_FILTERS
+            .iter()
+            .filter_map(|name| params.get(*name).map(|value| (*name, value.clone())))
+            .collect();
+        Self {
+            severity: given("severity"),
+            layer: given("layer"),
+            stage: given("stage"),
+            threat: given("threat"),
+            severities: Severity::ALL.iter().rev().map(|s| s.as_str()).collect(),
+            layers: LAYERS,
+            stages: STAGES,
+            threats: THREATS,
+            filtered: !pairs.is_empty(),
+            query: query_string(&pairs),
+        }
+    }
+
+    /// This query string with `name=value` added.
+    pub fn with(&self, name: &str, value: &str) -> String {
+        let extra = format!("{name}={}", super::page::encode_query_value(value));
+        if self.query.is_empty() {
+            format!("?{extra}")
+        } else {
+            format!("{}&{extra}", self.query)
+        }
+    }
+
+    /// A threat's words as people read them.
+    pub fn threat_label(&self, threat: &str) -> String {
+        threat.replace('_', " ")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "findings.html")]
+pub struct FindingsPage {
+    ctx: PageContext,
+    groups: Vec<CheckGroup>,
+    /// When the counts were taken.
+    counted_at: DateTime<Utc>,
+    filters: GroupFilterView,
+    /// Where the filter form goes.
+    action: String,
+    /// Whether any finding was ever recorded (to tell "all clean" from "nothing judged yet").
+    any_workload: bool,
+}
+
+async fn get_findings_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Html<String>, WebError> {
+    let params = super::params::given(params);
+    let filter = GroupFilter::parse(&params)?;
+    if filter.after.is_some() {
+        return Err(WebError::BadRequest(
+            "after belongs to the workloads of one check (/findings/{check})".into(),
+        ));
+    }
+    let (groups, counted_at) = groups_by_check(&state.pool, &filter).await?;
+    let any_workload = !groups.is_empty()
+        || sqlx::query_scalar!(r#"select exists(select 1 from workloads) as "any!""#)
+            .fetch_one(&state.pool)
+            .await?;
+    let page = FindingsPage {
+        ctx: ctx.titled("Findings").active("/findings"),
+        groups,
+        counted_at,
+        filters: GroupFilterView::new(&params),
+        action: "/findings".into(),
+        any_workload,
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
+}
+
+/// A workload with an open finding of the check.
+pub struct AffectedWorkload {
+    pub workload: WorkloadSummary,
+    pub severity: &'static str,
+    /// The containers the findings are about (`''`: the workload itself).
+    pub containers: Vec<String>,
+    /// Every open finding of the check on it is waived.
+    pub waived: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct AffectedRow {
+    workload_id: i64,
+    worst: i32,
+    containers: Vec<String>,
+    waived: bool,
+}
+
+/// How many workloads one page of a check's drill-down shows.
+const AFFECTED_PAGE: i64 = 50;
+
+/// One page of the workloads with an open finding of `check`, by ascending workload id; the
+/// `after` of the next page.
+pub async fn affected_workloads(
+    pool: &PgPool,
+    check: &str,
+    filter: &GroupFilter,
+    limit: i64,
+) -> Result<(Vec<AffectedWorkload>, Option<i64>), sqlx::Error> {
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "select f.workload_id, max({SEVERITY_RANK}) as worst, \
+         array_agg(f.container order by f.container) as containers, \
+         bool_and(f.waiver_id is not null) as waived \
+         from findings f where f.status = 'open' and f.check_id = "
+    ));
+    query.push_bind(check.to_string());
+    filter.push(&mut query);
+    if let Some(after) = filter.after {
+        query.push(" and f.workload_id > ").push_bind(after);
+    }
+    query
+        .push(" group by f.workload_id order by f.workload_id limit ")
+        .push_bind(limit + 1);
+    let mut rows: Vec<AffectedRow> = query.build_query_as().fetch_all(pool).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.workload_id)
+    } else {
+        None
+    };
+    let ids: Vec<i64> = rows.iter().map(|row| row.workload_id).collect();
+    let mut summaries: HashMap<i64, WorkloadSummary> = query::workloads_by_ids(pool, &ids)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w))
+        .collect();
+    let affected = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(AffectedWorkload {
+                workload: summaries.remove(&row.workload_id)?,
+                severity: severity_of_rank(row.worst),
+                containers: row.containers,
+                waived: row.waived,
+            })
+        })
+        .collect();
+    Ok((affected, next))
+}
+
+#[derive(Template)]
+#[template(path = "findings_check.html")]
+pub struct CheckFindingsPage {
+    ctx: PageContext,
+    check: &'static catalog::CheckMeta,
+    workloads: Vec<AffectedWorkload>,
+    filters: GroupFilterView,
+    action: String,
+    next_href: Option<String>,
+    /// The first page's link, on later pages.
+    first_href: Option<String>,
+}
+
+async fn get_check_findings_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(check): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Html<String>, WebError> {
+    let meta = catalog::find(&check)
+        .ok_or_else(|| WebError::NotFound(format!("there is no check {check:?}")))?;
+    let params = super::params::given(params);
+    let filter = GroupFilter::parse(&params)?;
+    let (workloads, next) =
+        affected_workloads(&state.pool, meta.id, &filter, AFFECTED_PAGE).await?;
+    let filters = GroupFilterView::new(&params);
+    let base = format!("/findings/{}", meta.id);
+    let page = CheckFindingsPage {
+        ctx: ctx
+            .titled(format!("{} · Findings", meta.id))
+            .active("/findings"),
+        check: meta,
+        workloads,
+        next_href: next.map(|id| format!("{base}{}", filters.with("after", &id.to_string()))),
+        first_href: filter.after.map(|_| format!("{base}{}", filters.query)),
+        filters,
+        action: base,
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod overview;
 pub mod ownership;
 pub mod page;
+pub mod params;
 pub mod sources;
 pub mod workloads;
 

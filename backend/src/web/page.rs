@@ -32,8 +32,14 @@ pub const NAV: &[NavItem] = &[
         href: "/workloads",
     },
     NavItem {
+        label: "Findings",
+        href: "/findings",
+    },
+    NavItem {
         label: "Events",
         href: "/events",
+    },
+    NavItem {
         label: "Teams",
         href: "/teams",
     },

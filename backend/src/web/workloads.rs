@@ -1,13 +1,15 @@
-//! `GET /api/v1/workloads` (filters `source`, `namespace`, `kind`, `stage`, `q`; keyset
-//! pagination `?limit=&after=` with a `next` cursor, `?before=` with a `previous` one) and `GET /api/v1/workloads/{id}` (the
-//! workload with its instances, images and lifecycle history). Source-agnostic: Docker and
-//! Kubernetes workloads share the shapes.
+//! `GET /api/v1/workloads` (filters `source`, `namespace`, `kind`, `stage`, `severity` (the
+//! worst open severity), `q`; `sort=id|risk`; keyset pagination `?limit=&after=` with a `next`
+//! cursor, `?before=` with a `previous` one) and `GET /api/v1/workloads/{id}` (the workload with
+//! its instances, images and lifecycle history). Source-agnostic: Docker and Kubernetes
+//! workloads share the shapes. The console pages: the list, one workload (with its recorded
+//! findings and a waiver request form per finding).
 //!
 //! Unknown parameters and bad values are refused with 400, never ignored. `team` (a team's id
 //! or name, or `none` for workloads with a layer unowned) keeps the workloads the team owns some
-//! layer of; `severity` is refused until posture exists.
+//! layer of.
 
-use crate::auth::Role;
+use crate::auth::{audit, Role};
 use crate::web::RoutePolicy;
 use std::collections::HashMap;
 
@@ -16,22 +18,28 @@ use std::str::FromStr;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
-use axum::response::Html;
-use axum::routing::get;
-use axum::Router;
+use axum::response::{Html, Redirect};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::{Days, NaiveDate, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::access::{RequireRole, Responder};
+use super::findings::{audited, query_findings, FindingFilter, FindingView};
 use super::json::ApiJson;
 use super::page::{query_string, PageContext};
+use super::params::{one_of, parse_id, parse_limit, parse_severity, unknown, DEFAULT_LIMIT};
 use super::sources::{source_views, SourceView};
 use super::{AppState, WebError};
+use crate::findings::waivers::{self, CoveringWaiver, NewWaiver};
 pub use crate::inventory::query::{
-    query_workloads, workload_detail, ImageView, InstanceView, WorkloadDetail, WorkloadFilter,
-    WorkloadPage, WorkloadSummary, KINDS,
+    query_workloads, workload_detail, Cursor, ImageView, InstanceView, WorkloadDetail,
+    WorkloadFilter, WorkloadPage, WorkloadSort, WorkloadSummary, KINDS,
 };
 use crate::inventory::{query, redact};
 use crate::lifecycle::Stage;
-use crate::posture::{self, pss, CheckId, Outcome};
+use crate::posture::{self, pss, CheckId, Outcome, Severity};
 
 /// Who may call each route (see `crate::auth`).
 pub const POLICIES: &[RoutePolicy] = &[
@@ -39,6 +47,7 @@ pub const POLICIES: &[RoutePolicy] = &[
     RoutePolicy::role(Method::GET, "/api/v1/workloads/{id}", Role::Viewer),
     RoutePolicy::role(Method::GET, "/workloads", Role::Viewer),
     RoutePolicy::role(Method::GET, "/workloads/{id}", Role::Viewer),
+    RoutePolicy::role(Method::POST, "/workloads/{id}/waivers", Role::Responder),
 ];
 
 pub fn router() -> Router<AppState> {
@@ -47,20 +56,31 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/workloads/{id}", get(get_workload))
         .route("/workloads", get(get_workloads_page))
         .route("/workloads/{id}", get(get_workload_page))
+        .route("/workloads/{id}/waivers", post(request_waiver_form))
 }
 
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 500;
+/// The parameters of a workload list: the filters and order first.
+const PARAMETERS: &[&str] = &[
+    "source",
+    "namespace",
+    "kind",
+    "stage",
+    "severity",
+    "q",
+    "team",
+    "sort",
+    "limit",
+    "after",
+    "before",
+];
 
-/// A non-negative id from a path or query value; a 400 naming it otherwise.
-pub(crate) fn parse_id(name: &str, value: &str) -> Result<i64, WebError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 0)
-        .ok_or_else(|| WebError::BadRequest(format!("{name} must be a non-negative whole number")))
-}
+/// The severities a workload's worst open finding can have (`info` never counts).
+const WORST_SEVERITIES: [Severity; 4] = [
+    Severity::Low,
+    Severity::Medium,
+    Severity::High,
+    Severity::Critical,
+];
 
 impl WorkloadFilter {
     /// Validates query parameters; anything unknown or malformed is a 400 naming it.
@@ -69,51 +89,43 @@ impl WorkloadFilter {
             limit: DEFAULT_LIMIT,
             ..Self::default()
         };
+        if let Some(sort) = params.get("sort") {
+            filter.sort = match one_of("sort", sort, &["id", "risk"])?.as_str() {
+                "risk" => WorkloadSort::Risk,
+                _ => WorkloadSort::Id,
+            };
+        }
+        let cursor = |name: &str, value: &str| {
+            Cursor::decode(value, filter.sort).ok_or_else(|| {
+                WebError::BadRequest(match filter.sort {
+                    WorkloadSort::Id => format!("{name} must be a non-negative whole number"),
+                    WorkloadSort::Risk => {
+                        format!("{name} must be a cursor RISK.ID of the risk order")
+                    }
+                })
+            })
+        };
         for (name, value) in params {
             let given = || Some(value.clone()).filter(|v| !v.is_empty());
             match name.as_str() {
                 "source" => filter.source = Some(parse_id("source", value)?),
                 "namespace" => filter.namespace = Some(value.clone()),
-                "kind" => {
-                    if !KINDS.contains(&value.as_str()) {
-                        return Err(WebError::BadRequest(format!(
-                            "kind '{value}' is not one of {}",
-                            KINDS.join(", ")
-                        )));
-                    }
-                    filter.kind = Some(value.clone());
-                }
+                "kind" => filter.kind = Some(one_of("kind", value, KINDS)?),
                 "stage" => {
                     filter.stage = Some(
-                        Stage::from_str(value).map_err(|err| WebError::BadRequest(err.to_string()))?,
+                        Stage::from_str(value)
+                            .map_err(|err| WebError::BadRequest(err.to_string()))?,
                     )
                 }
+                "severity" => filter.severity = Some(parse_severity(value, &WORST_SEVERITIES)?),
                 "q" => filter.q = given(),
                 "team" => filter.team = given(),
-                "limit" => {
-                    filter.limit = value
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            WebError::BadRequest(format!(
-                                "limit must be a whole number from 1 to {MAX_LIMIT}"
-                            ))
-                        })?
+                "sort" => {}
+                "limit" => filter.limit = parse_limit(value)?,
+                "after" => filter.after = Some(cursor("after", value)?),
+                "before" => filter.before = Some(cursor("before", value)?),
                 }
-                "after" => filter.after = Some(parse_id("after", value)?),
-                "before" => filter.before = Some(parse_id("before", value)?),
-                "severity" => {
-                    return Err(WebError::BadRequest(format!(
-                        "the {name} filter is not available yet (it arrives with posture)"
-                    )))
-                }
-                other => {
-                    return Err(WebError::BadRequest(format!(
-                        "unknown parameter '{other}'; expected source, namespace, kind, stage, team, q, limit, after or before"
-                    )))
-                }
+                other => return Err(unknown(other, PARAMETERS)),
             }
         }
         Ok(filter)
@@ -153,17 +165,21 @@ pub struct WorkloadsPage {
     sources: Vec<SourceView>,
     kinds: &'static [&'static str],
     stages: Vec<&'static str>,
+    severities: Vec<&'static str>,
     /// The filters as given (empty = any).
     source: String,
     namespace: String,
     kind: String,
     stage: String,
+    severity: String,
     q: String,
     team: String,
     teams: Vec<crate::ownership::Team>,
     /// How many workloads match the filters (for the bulk owner assignment).
     matching: i64,
     layers: &'static [&'static str],
+    /// `id` or `risk`.
+    sort: &'static str,
     filtered: bool,
     next_href: Option<String>,
     previous_href: Option<String>,
@@ -177,6 +193,7 @@ impl WorkloadsPage {
             ("namespace", self.namespace.as_str()),
             ("kind", self.kind.as_str()),
             ("stage", self.stage.as_str()),
+            ("severity", self.severity.as_str()),
             ("team", self.team.as_str()),
             ("q", self.q.as_str()),
         ]
@@ -186,13 +203,19 @@ impl WorkloadsPage {
     }
 }
 
+/// The filters and order a console list keeps in its links.
+const PAGE_FILTERS: &[&str] = PARAMETERS.split_at(8).0;
+
 async fn get_workloads_page(
     State(state): State<AppState>,
     ctx: PageContext,
-    Query(mut params): Query<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, WebError> {
     // A form submits empty fields for "any": they are no filter.
-    params.retain(|_, value| !value.trim().is_empty());
+    let mut params = super::params::given(params);
+    if params.get("sort").map(String::as_str) == Some("id") {
+        params.remove("sort");
+    }
     if params.contains_key("limit") {
         return Err(WebError::BadRequest(
             "the console shows fixed pages; use /api/v1/workloads for other page sizes".into(),
@@ -202,37 +225,41 @@ async fn get_workloads_page(
     filter.limit = PAGE_SIZE;
     let page = query_workloads(&state.pool, &filter).await?;
     let given = |name: &str| params.get(name).cloned().unwrap_or_default();
-    let filters: Vec<(&str, String)> = ["source", "namespace", "kind", "stage", "team", "q"]
-        .into_iter()
-        .filter_map(|name| params.get(name).map(|value| (name, value.clone())))
+    let filters: Vec<(&str, String)> = PAGE_FILTERS
+        .iter()
+        .filter_map(|name| params.get(*name).map(|value| (*name, value.clone())))
         .collect();
-    let link = |cursor: &str, id: &String| {
+    let filtered = filters.iter().any(|(name, _)| *name != "sort");
+    let link = |cursor: &str, at: &String| {
         let mut pairs = filters.clone();
-        pairs.push((cursor, id.clone()));
+        pairs.push((cursor, at.clone()));
         format!("/workloads{}", query_string(&pairs))
     };
     let view = WorkloadsPage {
         ctx: ctx.titled("Workloads").active("/workloads"),
-        next_href: page.next.as_ref().map(|id| link("after", id)),
-        previous_href: page.previous.as_ref().map(|id| link("before", id)),
+        next_href: page.next.as_ref().map(|at| link("after", at)),
+        previous_href: page.previous.as_ref().map(|at| link("before", at)),
         page,
         sources: source_views(&state).await?,
         kinds: KINDS,
         stages: Stage::ALL.iter().map(|s| s.as_str()).collect(),
+        severities: WORST_SEVERITIES.iter().rev().map(|s| s.as_str()).collect(),
         source: given("source"),
         namespace: given("namespace"),
         kind: given("kind"),
         stage: given("stage"),
+        severity: given("severity"),
         q: given("q"),
         team: given("team"),
         teams: crate::ownership::store::teams(&state.pool).await?,
-        matching: if filters.is_empty() {
-            0
-        } else {
+        matching: if filtered {
             query::count_workloads(&state.pool, &filter).await?
+        } else {
+            0
         },
         layers: &crate::ownership::LAYERS,
-        filtered: !filters.is_empty(),
+        sort: filter.sort.as_str(),
+        filtered,
     };
     Ok(Html(view.render().map_err(anyhow::Error::from)?))
 }
@@ -401,12 +428,39 @@ fn posture_of(detail: &WorkloadDetail, declared: Option<&Value>) -> Posture {
     })
 }
 
+/// An open finding as recorded, with the waivers of its check that take in the workload.
+pub struct RecordedFinding {
+    pub finding: FindingView,
+    pub title: &'static str,
+    pub waivers: Vec<CoveringWaiver>,
+}
+
+impl RecordedFinding {
+    /// Whether a new request makes sense: no waiver of the check is requested or approved yet.
+    pub fn can_request(&self) -> bool {
+        self.waivers.is_empty()
+    }
+}
+
+/// How many open findings the workload page lists.
+const FINDINGS_SHOWN: i64 = 500;
+/// The expiry a waiver request proposes, in days.
+const DEFAULT_WAIVER_DAYS: u64 = 30;
+
 /// One workload: identity, labels, instances, images, lifecycle timeline and posture.
 #[derive(Template)]
 #[template(path = "workload.html")]
 pub struct WorkloadDetailPage {
     ctx: PageContext,
     detail: WorkloadDetail,
+    findings: Vec<RecordedFinding>,
+    /// More open findings than listed.
+    findings_truncated: bool,
+    can_request: bool,
+    /// `min`, default and `max` of the expiry date field.
+    expiry_min: String,
+    expiry_default: String,
+    expiry_max: String,
     uid: Option<String>,
     labels: Vec<Pair>,
     annotations: Vec<Pair>,
@@ -449,7 +503,45 @@ async fn get_workload_page(
         .into_iter()
         .map(super::events::EventRow::from)
         .collect();
+    let now = Utc::now();
+    let recorded = query_findings(
+        &state.pool,
+        &FindingFilter {
+            workload: Some(id),
+            status: Some("open".into()),
+            limit: FINDINGS_SHOWN,
+            ..FindingFilter::default()
+        },
+    )
+    .await?;
+    let covering = waivers::covering(&state.pool, id, now).await?;
+    let mut findings: Vec<RecordedFinding> = recorded
+        .findings
+        .into_iter()
+        .map(|finding| RecordedFinding {
+            title: posture::catalog::find(&finding.check).map_or("", |meta| meta.title),
+            waivers: covering
+                .iter()
+                .filter(|w| w.check_id == finding.check)
+                .cloned()
+                .collect(),
+            finding,
+        })
+        .collect();
+    findings.sort_by(|a, b| {
+        Severity::parse(&b.finding.severity)
+            .cmp(&Severity::parse(&a.finding.severity))
+            .then(a.finding.check.cmp(&b.finding.check))
+            .then(a.finding.container.cmp(&b.finding.container))
+    });
+    let today = now.date_naive();
     let page = WorkloadDetailPage {
+        findings,
+        findings_truncated: recorded.next.is_some(),
+        can_request: ctx.can(Role::Responder),
+        expiry_min: (today + Days::new(1)).to_string(),
+        expiry_default: (today + Days::new(DEFAULT_WAIVER_DAYS)).to_string(),
+        expiry_max: (today + Days::new(waivers::MAX_DAYS as u64 - 1)).to_string(),
         ctx: ctx
             .titled(format!("{} · Workloads", detail.workload.name))
             .active("/workloads"),
@@ -464,6 +556,63 @@ async fn get_workload_page(
         teams: crate::ownership::store::teams(&state.pool).await?,
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?))
+}
+
+/// The waiver request form of a finding on the workload page.
+#[derive(Debug, Deserialize)]
+struct WaiverForm {
+    #[serde(default)]
+    check: String,
+    #[serde(default)]
+    reason: String,
+    /// The last day the waiver holds (`YYYY-MM-DD`); it ends at that day's midnight UTC.
+    #[serde(default)]
+    expires: String,
+}
+
+/// `POST /workloads/{id}/waivers`: requests a waiver of one check for this workload (a
+/// responder; the requester is the signed-in person), audited as `waiver.request`; back to the
+/// workload's findings.
+async fn request_waiver_form(
+    State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Responder>,
+    Path(id): Path<String>,
+    Form(form): Form<WaiverForm>,
+) -> Result<Redirect, WebError> {
+    let id = parse_id("the workload id", &id)?;
+    let Ok(last_day) = NaiveDate::parse_from_str(form.expires.trim(), "%Y-%m-%d") else {
+        let message = format!("the expiry '{}' is not a date (YYYY-MM-DD)", form.expires);
+        audit::record(
+            &state.pool,
+            &principal,
+            "waiver.request",
+            &format!("workload {id}"),
+            audit::Outcome::Failure,
+            principal.client_addr,
+            serde_json::json!({"error": message}),
+        )
+        .await?;
+        return Err(WebError::Unprocessable(message));
+    };
+    let expires_at = (last_day + Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    let new = NewWaiver {
+        check: form.check,
+        workload_id: Some(id),
+        namespace: None,
+        source_id: None,
+        reason: form.reason,
+        requested_by: principal.name.clone(),
+        expires_at,
+    };
+    let now = Utc::now();
+    audited(&state, &principal, "waiver.request", None, |conn| {
+        Box::pin(async move { waivers::create(conn, &new, now).await })
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/workloads/{id}#findings")))
 }
 
 #[cfg(test)]
@@ -489,7 +638,7 @@ mod tests {
         .unwrap();
         assert_eq!(filter.stage, Some(Stage::Run));
         assert_eq!(filter.limit, 5);
-        assert_eq!(filter.after, Some(10));
+        assert_eq!(filter.after, Some(Cursor { risk: 0, id: 10 }));
         for bad in [
             ("stage", "running"),
             ("kind", "Box"),
@@ -497,7 +646,9 @@ mod tests {
             ("limit", "9999"),
             ("after", "x"),
             ("source", "-1"),
-            ("severity", "high"),
+            ("severity", "info"),
+            ("severity", "urgent"),
+            ("sort", "name"),
             ("colour", "red"),
         ] {
             assert!(
@@ -508,5 +659,27 @@ mod tests {
                 "{bad:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn the_risk_order_pages_with_risk_and_id_cursors() {
+        let filter = WorkloadFilter::parse(&params(&[
+            ("sort", "risk"),
+            ("severity", "high"),
+            ("after", "1200.77"),
+        ]))
+        .unwrap();
+        assert_eq!(filter.sort, WorkloadSort::Risk);
+        assert_eq!(filter.severity, Some(Severity::High));
+        assert_eq!(filter.after, Some(Cursor { risk: 1200, id: 77 }));
+        assert_eq!(Cursor { risk: 3, id: 9 }.encode(WorkloadSort::Risk), "3.9");
+        for bad in ["77", "x.1", "1.-2"] {
+            assert!(
+                WorkloadFilter::parse(&params(&[("sort", "risk"), ("after", bad)])).is_err(),
+                "{bad} was accepted"
+            );
+        }
+        // In the id order a risk cursor is refused.
+        assert!(WorkloadFilter::parse(&params(&[("after", "1200.77")])).is_err());
     }
 }

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use fantoccini::Locator;
 use harbormaster::collect::docker::Collector;
 use harbormaster::config::{parse_docker_endpoint, Config};
+use harbormaster::findings::{self, trend};
 use harbormaster::inventory::store::{self, Upserted};
 use harbormaster::inventory::{sources, InstanceRecord, WorkloadKey, WorkloadRecord};
 use harbormaster::lifecycle::store::{apply, Pending};
@@ -111,6 +113,28 @@ async fn seed_deployments(pool: &PgPool, count: usize) -> Vec<i64> {
     ids
 }
 
+/// Judges the seeded Deployments the way the Kubernetes collector does and records their
+/// findings; those for which `privileged(i)` is false run unprivileged (no critical finding).
+async fn judge(pool: &PgPool, ids: &[i64], privileged: impl Fn(usize) -> bool) {
+    let evaluations: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut doc = deployment("shop", &format!("app-{i:03}"));
+            doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+                json!(privileged(i));
+            findings::evaluate_kubernetes(&doc, &Default::default())
+                .expect("a Deployment is judged")
+                .for_workload(*id)
+        })
+        .collect();
+    let mut tx = pool.begin().await.unwrap();
+    findings::store::sync_findings(&mut tx, &evaluations)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// A signed-in viewer's GET of a page, parsed; panics unless it is a 200.
 async fn page(user: &crate::common::Browser, path: &str) -> scraper::Html {
     let response = user.get(path).await;
@@ -145,6 +169,7 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
         [
             "Overview",
             "Workloads",
+            "Findings",
             "Events",
             "Teams",
             "Incidents",
@@ -351,6 +376,58 @@ impl Drop for Containers {
     }
 }
 
+/// Waits (up to 5 s) until the browser shows a loaded page whose URL contains `part`.
+async fn wait_for_page(client: &fantoccini::Client, part: &str) {
+    for _ in 0..100 {
+        let url = client.current_url().await.unwrap();
+        let ready = client
+            .execute("return document.readyState;", vec![])
+            .await
+            .unwrap();
+        if url.as_str().contains(part) && ready == "complete" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the browser never reached a page with {part} in its URL");
+}
+
+/// Clicks the element `css` finds inside `scope` (the page when `None`).
+async fn click(
+    client: &fantoccini::Client,
+    scope: Option<&fantoccini::elements::Element>,
+    css: &str,
+) {
+    let element = match scope {
+        Some(scope) => scope.find(Locator::Css(css)).await,
+        None => client.find(Locator::Css(css)).await,
+    };
+    element.unwrap().click().await.unwrap();
+}
+
+/// Picks the option `value` of the select `css`.
+async fn select(client: &fantoccini::Client, css: &str, value: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// Fails when a script error happened on the current page (app.js counts them).
+async fn assert_no_script_errors(client: &fantoccini::Client) {
+    let errors = client
+        .execute(
+            "return [document.documentElement.dataset.js, document.documentElement.dataset.jsErrors || '0'];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors, json!(["on", "0"]), "app.js ran without error");
+}
+
 const LOCAL: &str = "unix:///var/run/docker.sock";
 const IMAGE: &str = "harbormaster-test/busybox:1";
 
@@ -390,12 +467,13 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     .await
     .expect("the local engine answers");
     collector.resync_once().await.unwrap();
-    seed_deployments(&pool, 60).await;
+    let ids = seed_deployments(&pool, 60).await;
+    judge(&pool, &ids, |i| i % 4 == 0).await;
 
     let mut config: Config = test_config();
     config.docker_endpoints = vec![LOCAL.to_string()];
-    let app = TestApp::spawn_with(pool, config, None).await;
-    app.create_user("grace", Role::Viewer, "correct horse battery staple")
+    let app = TestApp::spawn_with(pool.clone(), config, None).await;
+    app.create_user("grace", Role::Responder, "correct horse battery staple")
         .await;
     let Some(browser) = Browser::start().await else {
         return;
@@ -409,30 +487,26 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     assert_eq!(client.title().await.unwrap(), "Overview · Harbormaster");
     let chart = client.find(Locator::Css("svg.chart")).await.unwrap();
     assert!(chart.is_displayed().await.unwrap());
+    let trend = client.find(Locator::Css("svg.trend")).await.unwrap();
+    assert!(trend.is_displayed().await.unwrap());
+    let riskiest = client
+        .find_all(Locator::Css("table.riskiest tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(riskiest.len(), 10);
+    assert_no_script_errors(client).await;
     browser.screenshot("console-overview").await;
 
     // The list: filter through the form, then page with the links.
     client.goto(&app.url("/workloads")).await.unwrap();
     browser.screenshot("console-workloads").await;
-    client
-        .find(Locator::Css("a[rel=next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, None, "a[rel=next]").await;
     let rows = client
         .find_all(Locator::Css("table.workloads tbody tr"))
         .await
         .unwrap();
     assert!(!rows.is_empty());
-    client
-        .find(Locator::Css("a[rel=prev]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, None, "a[rel=prev]").await;
     let first = client
         .find(Locator::Css("table.workloads tbody tr td a"))
         .await
@@ -440,25 +514,9 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     assert!(!first.text().await.unwrap().is_empty());
     let search = client.find(Locator::Css("#f-q")).await.unwrap();
     search.send_keys(&containers.prefix).await.unwrap();
-    client
-        .find(Locator::Css("form.filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, None, "form.filters button[type=submit]").await;
     // Wait for the filtered page before reading it (the click only starts the navigation).
-    for _ in 0..100 {
-        let url = client.current_url().await.unwrap();
-        let ready = client
-            .execute("return document.readyState;", vec![])
-            .await
-            .unwrap();
-        if url.as_str().contains("q=hm-test-console-") && ready == "complete" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_page(client, "q=hm-test-console-").await;
     let names: Vec<String> = {
         let mut names = Vec::new();
         for link in client
@@ -546,6 +604,83 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
     }
     assert!(found, "priv.privileged is among the failures");
 
+    assert_no_script_errors(client).await;
+
+    // Request a waiver of priv.privileged through the form on the workload page.
+    let privileged_finding = client
+        .find(Locator::XPath(
+            "//li[contains(@class,'recorded-finding')][.//code[text()='priv.privileged']]",
+        ))
+        .await
+        .unwrap();
+    click(client, Some(&privileged_finding), ".waiver-request summary").await;
+    privileged_finding
+        .find(Locator::Css("textarea[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("the <i>vendor</i> agent needs it until replaced")
+        .await
+        .unwrap();
+    click(client, Some(&privileged_finding), "button[type=submit]").await;
+    wait_for_page(client, "#findings").await;
+    let pending = client
+        .find(Locator::Css(".waiver-requested"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(pending.contains("pending approval"), "{pending}");
+    assert!(pending.contains("the <i>vendor</i> agent"), "{pending}");
+    let requested: i64 = sqlx::query_scalar(
+        "select count(*) from waivers where status = 'requested' and requested_by = 'grace'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(requested, 1);
+    browser.screenshot("console-waiver-requested").await;
+
+    // The list by worst severity, riskiest first, through the form.
+    client.goto(&app.url("/workloads")).await.unwrap();
+    select(client, "#f-severity", "critical").await;
+    select(client, "#f-sort", "risk").await;
+    click(client, None, "form.filters button[type=submit]").await;
+    wait_for_page(client, "sort=risk").await;
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().contains("severity=critical"), "{url}");
+    let risks = client
+        .execute(
+            "return Array.from(document.querySelectorAll('table.workloads tbody td.num')).map(e => Number(e.textContent));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let risks: Vec<i64> = serde_json::from_value(risks).unwrap();
+    assert!(risks.len() >= 15, "{risks:?}");
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "{risks:?}");
+    assert!(risks.iter().all(|r| *r >= 1000), "{risks:?}");
+    browser.screenshot("console-workloads-riskiest").await;
+
+    // Findings by check, then the drill-down of priv.privileged.
+    client.goto(&app.url("/findings")).await.unwrap();
+    assert_eq!(client.title().await.unwrap(), "Findings · Harbormaster");
+    browser.screenshot("console-findings").await;
+    click(
+        client,
+        None,
+        "table.finding-groups a[href^='/findings/priv.privileged']",
+    )
+    .await;
+    wait_for_page(client, "/findings/priv.privileged").await;
+    let affected = client
+        .find_all(Locator::Css("table.affected tbody tr"))
+        .await
+        .unwrap();
+    assert!(affected.len() >= 16, "{}", affected.len());
+    assert_no_script_errors(client).await;
+    browser.screenshot("console-findings-check").await;
+
     for (path, name) in [
         ("/checks", "console-checks"),
         ("/checks/priv.privileged", "console-check"),
@@ -554,6 +689,7 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         client.goto(&app.url(path)).await.unwrap();
         let heading = client.find(Locator::Css("main h1")).await.unwrap();
         assert!(!heading.text().await.unwrap().is_empty());
+        assert_no_script_errors(client).await;
         browser.screenshot(name).await;
     }
     // Keyboard: the skip link is the first focusable element and leads to the content.
@@ -608,4 +744,494 @@ async fn the_overview_renders_in_a_real_browser_with_its_styles_and_script(pool:
     assert_eq!(heading.text().await.unwrap(), "404 · Not Found");
     browser.screenshot("not-found").await;
     browser.close().await;
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn the_overview_shows_the_score_its_trend_open_findings_the_riskiest_and_open_incidents(
+    pool: PgPool,
+) {
+    let ids = seed_deployments(&pool, 14).await;
+    judge(&pool, &ids, |i| i % 2 == 0).await;
+    // Two earlier days of history: all F ten days ago, a gap, then a better day yesterday.
+    let today = Utc::now().date_naive();
+    for (days_ago, grade_f, grade_a) in [(10u64, 14, 0), (1, 7, 7)] {
+        sqlx::query(
+            "insert into posture_snapshots (day, score, workloads_graded, grade_a, grade_f, origin)
+             values ($1, $2, 14, $3, $4, 'backfill')",
+        )
+        .bind(today - Days::new(days_ago))
+        .bind(grade_a as f64 * 4.0 / 14.0)
+        .bind(grade_a)
+        .bind(grade_f)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let incident: i64 = sqlx::query_scalar(
+        "insert into incidents (title, severity, opened_by) values ('<b>beacon</b>', 'high', 'ada')
+         returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into incidents (title, severity, state, opened_by, closed_at)
+         values ('old', 'low', 'closed', 'ada', now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (critical, graded): (i64, i64) =
+        sqlx::query_as("select sum(findings_critical)::int8, count(grade) from workloads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(graded, 14);
+    assert!(critical >= 7);
+
+    let app = TestApp::spawn(pool.clone()).await;
+    let user = app.login_as(Role::Viewer).await;
+    let document = page(&user, "/").await;
+    // 7 F (0) and 7 unprivileged workloads, whatever their grade: the mean of the grades.
+    let grades: Vec<String> = sqlx::query_scalar("select grade from workloads order by id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let value = |g: &str| "FDCBA".find(g).unwrap() as f64;
+    let mean = grades.iter().map(|g| value(g)).sum::<f64>() / 14.0;
+    assert_eq!(texts(&document, ".score-value"), [format!("{mean:.1}")]);
+    // The trend: ten days ago alone, then yesterday joined to today.
+    assert_eq!(texts(&document, "svg.trend polyline").len(), 2);
+    assert_eq!(texts(&document, "svg.trend circle").len(), 3);
+    assert_eq!(texts(&document, ".trend-table tbody tr").len(), 3);
+    assert_eq!(
+        attr(&document, ".switch a[aria-current]", "href").as_deref(),
+        Some("/?trend=30")
+    );
+    // Open findings by severity, each a link to the findings filtered.
+    let tiles = texts(&document, ".severity-tiles a");
+    assert_eq!(tiles.len(), 5);
+    assert!(tiles[0].starts_with(&format!("{critical} ")), "{tiles:?}");
+    assert_eq!(
+        attr(&document, ".severity-tiles a", "href").as_deref(),
+        Some("/findings?severity=critical")
+    );
+    // The riskiest ten, riskiest first: the privileged ones lead.
+    let risks: Vec<i64> = texts(&document, "table.riskiest td.num")
+        .iter()
+        .map(|r| r.parse().unwrap())
+        .collect();
+    assert_eq!(risks.len(), 10);
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "{risks:?}");
+    assert!(risks[6] >= 1000 && risks[7] < 1000, "{risks:?}");
+    // Open incidents only, linked, the title as text.
+    let listed = texts(&document, ".incident-list li");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].contains("<b>beacon</b>"), "{listed:?}");
+    assert_eq!(
+        attr(&document, ".incident-list a", "href"),
+        Some(format!("/incidents/{incident}"))
+    );
+
+    let ninety = page(&user, "/?trend=90").await;
+    assert_eq!(
+        attr(&ninety, ".switch a[aria-current]", "href").as_deref(),
+        Some("/?trend=90")
+    );
+    assert_eq!(user.get("/?trend=7").await.status(), 400);
+    assert_eq!(user.get("/?colour=red").await.status(), 400);
+}
+
+/// A graded workload first seen at `first_seen`.
+async fn graded_workload(pool: &PgPool, name: &str, first_seen: DateTime<Utc>) -> i64 {
+    let source = sources::ensure(pool, "docker", "history", "tcp://history:2376")
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "insert into workloads (source_id, kind, name, stage, first_seen, grade)
+         values ($1, 'Container', $2, 'run', $3, 'A') returning id",
+    )
+    .bind(source)
+    .bind(name)
+    .bind(first_seen)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn finding_on(
+    pool: &PgPool,
+    workload: i64,
+    check: &str,
+    severity: &str,
+    first_seen: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+) {
+    sqlx::query(
+        "insert into findings (workload_id, check_id, severity, layer, message, first_seen,
+                               last_seen, status, resolved_at, resolved_reason)
+         values ($1, $2, $3, 'runtime', 'seeded', $4, $4,
+                 case when $5::timestamptz is null then 'open' else 'resolved' end, $5,
+                 case when $5::timestamptz is null then null else 'fixed' end)",
+    )
+    .bind(workload)
+    .bind(check)
+    .bind(severity)
+    .bind(first_seen)
+    .bind(resolved_at)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn the_posture_history_is_rebuilt_from_when_findings_opened_and_resolved(pool: PgPool) {
+    let today = Utc::now().date_naive();
+    let day = |ago: u64| today - Days::new(ago);
+    let at = |ago: u64, hour: u32| day(ago).and_hms_opt(hour, 0, 0).unwrap().and_utc();
+    let web = graded_workload(&pool, "web", at(5, 10)).await;
+    let db = graded_workload(&pool, "db", at(3, 10)).await;
+    // web: critical from 4 days ago until 2 days ago; high from 3 days ago, still open.
+    finding_on(
+        &pool,
+        web,
+        "priv.privileged",
+        "critical",
+        at(4, 10),
+        Some(at(2, 10)),
+    )
+    .await;
+    finding_on(&pool, web, "caps.dangerous_added", "high", at(3, 10), None).await;
+    // db: one medium opened and fixed the same day (never open at a day's end), one low open.
+    finding_on(
+        &pool,
+        db,
+        "res.no_memory_limit",
+        "medium",
+        at(2, 9),
+        Some(at(2, 11)),
+    )
+    .await;
+    finding_on(&pool, db, "user.root", "low", at(2, 12), None).await;
+    // A day already recorded live stays as it was.
+    sqlx::query(
+        "insert into posture_snapshots (day, score, workloads_graded, grade_b, origin)
+         values ($1, 3, 1, 1, 'live')",
+    )
+    .bind(day(6))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let written = trend::backfill(&pool, today).await.unwrap();
+    assert_eq!(written, trend::BACKFILL_DAYS as usize - 1);
+    assert_eq!(
+        trend::backfill(&pool, today).await.unwrap(),
+        0,
+        "nothing missing"
+    );
+
+    let history = trend::history(&pool, day(6), day(1)).await.unwrap();
+    let rows: Vec<(NaiveDate, [i64; 5], [i64; 5])> = history
+        .iter()
+        .map(|d| (d.day, d.posture.grades, d.posture.open))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (day(6), [0, 1, 0, 0, 0], [0; 5]),
+            // web alone, clean.
+            (day(5), [1, 0, 0, 0, 0], [0; 5]),
+            // web: critical → F.
+            (day(4), [0, 0, 0, 0, 1], [1, 0, 0, 0, 0]),
+            // web: critical and high → F; db arrives clean → A.
+            (day(3), [1, 0, 0, 0, 1], [1, 1, 0, 0, 0]),
+            // web: high → C; db: one low → A.
+            (day(2), [1, 0, 1, 0, 0], [0, 1, 0, 1, 0]),
+            (day(1), [1, 0, 1, 0, 0], [0, 1, 0, 1, 0]),
+        ]
+    );
+    assert_eq!(history[4].posture.score(), Some(3.0));
+    let origins: Vec<String> =
+        sqlx::query_scalar("select origin from posture_snapshots where day >= $1 order by day")
+            .bind(day(6))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(origins[0], "live");
+    assert!(origins[1..].iter().all(|o| o == "backfill"), "{origins:?}");
+
+    // Today's snapshot comes from the maintained scores.
+    trend::snapshot_today(&pool, Utc::now()).await.unwrap();
+    let today_row = trend::history(&pool, today, today).await.unwrap();
+    assert_eq!(today_row.len(), 1);
+    assert_eq!(today_row[0].posture.graded(), 2);
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn the_workload_list_filters_by_worst_severity_and_pages_riskiest_first(pool: PgPool) {
+    let ids = seed_deployments(&pool, 60).await;
+    judge(&pool, &ids, |i| i % 3 == 0).await;
+    let app = TestApp::spawn(pool.clone()).await;
+    let user = app.login_as(Role::Viewer).await;
+
+    let critical = page(&user, "/workloads?severity=critical&source=").await;
+    let names = texts(&critical, "table.workloads tbody tr td:first-child a");
+    assert_eq!(names.len(), 20);
+    assert_eq!(
+        texts(&critical, "#f-severity option[selected]"),
+        ["critical"]
+    );
+
+    // Riskiest first, across pages, with the order kept by the links.
+    let first = page(&user, "/workloads?sort=risk").await;
+    let risks = |document: &scraper::Html| -> Vec<i64> {
+        texts(document, "table.workloads tbody tr td.num")
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect()
+    };
+    let first_risks = risks(&first);
+    assert_eq!(first_risks.len(), 50);
+    assert!(first_risks.windows(2).all(|w| w[0] >= w[1]));
+    assert!(first_risks[0] >= 1000);
+    assert_eq!(
+        texts(&first, "#f-sort option[selected]"),
+        ["riskiest first"]
+    );
+    let next = attr(&first, "a[rel=next]", "href").expect("a next page");
+    assert!(next.starts_with("/workloads?sort=risk&after="), "{next}");
+    let second = page(&user, &next).await;
+    let second_risks = risks(&second);
+    assert_eq!(second_risks.len(), 10);
+    assert!(second_risks[0] <= *first_risks.last().unwrap());
+    let names: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|d| texts(d, "table.workloads tbody tr td:first-child a"))
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 60, "every workload exactly once");
+    let previous = attr(&second, "a[rel=prev]", "href").expect("a previous page");
+    assert_eq!(risks(&page(&user, &previous).await), first_risks);
+
+    // The API takes the same parameters.
+    let response = user
+        .get("/api/v1/workloads?sort=risk&severity=critical&limit=5")
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let listed = body["workloads"].as_array().unwrap();
+    assert_eq!(listed.len(), 5);
+    assert!(listed.iter().all(|w| w["worst_severity"] == "critical"));
+    let cursor = body["next"].as_str().unwrap();
+    assert!(cursor.contains('.'), "{cursor}");
+    let response = user
+        .get(&format!(
+            "/api/v1/workloads?sort=risk&severity=critical&limit=50&after={cursor}"
+        ))
+        .await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["workloads"].as_array().unwrap().len(), 15);
+    assert_eq!(
+        user.get("/api/v1/workloads?severity=info").await.status(),
+        400
+    );
+    assert_eq!(user.get("/api/v1/workloads?sort=name").await.status(), 400);
+    // Free text stays a substring match (through the trigram index).
+    let found = page(&user, "/workloads?q=PP-05").await;
+    assert_eq!(
+        texts(&found, "table.workloads tbody tr td:first-child a").len(),
+        10
+    );
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn findings_are_grouped_by_check_and_drill_down_to_their_workloads(pool: PgPool) {
+    let empty = TestApp::spawn(pool.clone()).await;
+    let user = empty.login_as(Role::Viewer).await;
+    let document = page(&user, "/findings").await;
+    assert!(texts(&document, ".empty-state")
+        .join(" ")
+        .contains("HARBORMASTER_DOCKER"));
+    drop(empty);
+
+    let ids = seed_deployments(&pool, 60).await;
+    judge(&pool, &ids, |i| i < 55).await;
+    // The empty app counted nothing a moment ago: recount now, as the server does every minute.
+    harbormaster::findings::summary::refresh(&pool)
+        .await
+        .unwrap();
+    let app = TestApp::spawn(pool.clone()).await;
+    let user = app.login_as(Role::Viewer).await;
+    let document = page(&user, "/findings").await;
+    let severities = texts(&document, "table.finding-groups tbody tr td .sev");
+    assert_eq!(severities[0], "critical", "worst first: {severities:?}");
+    let row = scraper::Selector::parse("table.finding-groups tbody tr").unwrap();
+    let cell = scraper::Selector::parse("td").unwrap();
+    let privileged: Vec<String> = document
+        .select(&row)
+        .map(|tr| {
+            tr.select(&cell)
+                .map(|td| td.text().collect::<String>().trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells[0] == "priv.privileged")
+        .expect("a group for priv.privileged");
+    assert_eq!(privileged[3..], ["55", "55", "0"]);
+    assert!(
+        texts(&document, "nav.mainnav a[aria-current=page]") == ["Findings"],
+        "the nav marks Findings"
+    );
+
+    // Filters: by severity, by the check's stage and threat, by layer.
+    let critical = page(&user, "/findings?severity=critical&layer=").await;
+    let checks = texts(&critical, "table.finding-groups tbody tr td:first-child");
+    assert!(checks
+        .iter()
+        .all(|c| { harbormaster::posture::catalog::find(c).is_some() }));
+    assert!(
+        checks.contains(&"priv.privileged".to_string()),
+        "{checks:?}"
+    );
+    let escape = page(&user, "/findings?threat=container_escape&stage=deploy").await;
+    for check in texts(&escape, "table.finding-groups tbody tr td:first-child") {
+        let meta = harbormaster::posture::catalog::find(&check).unwrap();
+        assert_eq!(meta.threat.label(), "container escape", "{check}");
+    }
+    let none = page(&user, "/findings?layer=host&severity=info").await;
+    assert!(texts(&none, ".empty-state")
+        .join(" ")
+        .contains("No open finding matches"));
+    assert_eq!(user.get("/findings?threat=aliens").await.status(), 400);
+    assert_eq!(user.get("/findings?team=payments").await.status(), 400);
+
+    // Drill-down: the workloads with the finding, paginated, filters kept.
+    let link = attr(
+        &critical,
+        "table.finding-groups a[href^='/findings/priv.privileged']",
+        "href",
+    )
+    .expect("a link to the drill-down");
+    assert_eq!(link, "/findings/priv.privileged?severity=critical");
+    let drill = page(&user, &link).await;
+    let names = texts(&drill, "table.affected tbody tr td:first-child a");
+    assert_eq!(names.len(), 50);
+    assert_eq!(names[0], "app-000");
+    assert_eq!(
+        texts(&drill, ".breadcrumbs li"),
+        ["Overview", "Findings", "priv.privileged"]
+    );
+    assert_eq!(
+        attr(&drill, ".lead a", "href").as_deref(),
+        Some("/checks/priv.privileged")
+    );
+    let next = attr(&drill, "a[rel=next]", "href").expect("a next page");
+    assert_eq!(
+        next,
+        format!(
+            "/findings/priv.privileged?severity=critical&after={}",
+            ids[49]
+        )
+    );
+    let rest = page(&user, &next).await;
+    assert_eq!(
+        texts(&rest, "table.affected tbody tr td:first-child a").len(),
+        5
+    );
+    assert!(attr(&rest, "a[rel=next]", "href").is_none());
+    assert_eq!(user.get("/findings/no.such").await.status(), 404);
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_responder_requests_a_waiver_from_the_workload_page_and_sees_it_pending(pool: PgPool) {
+    let ids = seed_deployments(&pool, 1).await;
+    judge(&pool, &ids, |_| true).await;
+    let app = TestApp::spawn(pool.clone()).await;
+    let path = format!("/workloads/{}", ids[0]);
+
+    // A viewer sees the findings but no form, and may not post one.
+    let viewer = app.login_as(Role::Viewer).await;
+    let document = page(&viewer, &path).await;
+    let recorded = texts(&document, ".recorded-finding .fail-head");
+    assert!(
+        recorded.iter().any(|r| r.contains("priv.privileged")),
+        "{recorded:?}"
+    );
+    assert!(texts(&document, ".waiver-request").is_empty());
+    let waivers_path = format!("{path}/waivers");
+    let later = (Utc::now().date_naive() + Days::new(30)).to_string();
+    let fields = [
+        ("check", "priv.privileged"),
+        ("reason", "a <b>vendor</b> agent needs it"),
+        ("expires", later.as_str()),
+    ];
+    assert_eq!(viewer.post_form(&waivers_path, &fields).await.status(), 403);
+
+    let responder = app.login_as(Role::Responder).await;
+    let document = page(&responder, &path).await;
+    let form = format!("form[action='{waivers_path}']");
+    assert!(!texts(&document, &form).is_empty(), "a form per finding");
+    assert_eq!(
+        attr(&document, &format!("{form} input[name=csrf]"), "value").as_deref(),
+        Some(responder.csrf.as_str())
+    );
+    let response = responder.post_form(&waivers_path, &fields).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        format!("{path}#findings").as_str()
+    );
+    let (status, reason, by, expires): (String, String, String, DateTime<Utc>) = sqlx::query_as(
+        "select status, reason, requested_by, expires_at from waivers where workload_id = $1",
+    )
+    .bind(ids[0])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "requested");
+    assert_eq!(reason, "a <b>vendor</b> agent needs it");
+    assert_eq!(by, responder.name);
+    assert_eq!(
+        expires.date_naive(),
+        Utc::now().date_naive() + Days::new(31),
+        "it holds through the last day given"
+    );
+    let document = page(&responder, &path).await;
+    let shown = texts(&document, ".waiver-requested").join(" ");
+    assert!(shown.contains("pending approval"), "{shown}");
+    assert!(shown.contains("a <b>vendor</b> agent needs it"), "{shown}");
+
+    // Bad input is refused and audited as a failure.
+    let past = [
+        ("check", "priv.privileged"),
+        ("reason", "why not"),
+        ("expires", "2001-01-01"),
+    ];
+    assert_eq!(
+        responder.post_form(&waivers_path, &past).await.status(),
+        422
+    );
+    let bad_date = [
+        ("check", "priv.privileged"),
+        ("reason", "x"),
+        ("expires", "soon"),
+    ];
+    assert_eq!(
+        responder.post_form(&waivers_path, &bad_date).await.status(),
+        422
+    );
+    let audit: Vec<(String, String)> = sqlx::query_as(
+        "select action, outcome from audit_log where action = 'waiver.request' order by id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        audit,
+        ["success", "failure", "failure"]
+            .map(|outcome| ("waiver.request".to_string(), outcome.to_string()))
+    );
+    app.assert_mutations_audited().await;
 }
