@@ -23,9 +23,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access::{RequireRole, Responder, RoutePolicy};
-use super::findings::parse_id;
 use super::json::ApiJson;
 use super::page::{query_string, PageContext};
+use super::params::parse_id;
 use super::{AppState, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::{Principal, Role};

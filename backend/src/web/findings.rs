@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::access::{Admin, RequireRole, Responder};
+use super::access::{Admin, RequireRole};
 use super::checks;
 use super::json::ApiJson;
 use super::page::{query_string, PageContext};

@@ -124,7 +124,6 @@ impl WorkloadFilter {
                 "limit" => filter.limit = parse_limit(value)?,
                 "after" => filter.after = Some(cursor("after", value)?),
                 "before" => filter.before = Some(cursor("before", value)?),
-                }
                 other => return Err(unknown(other, PARAMETERS)),
             }
         }
