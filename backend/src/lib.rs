@@ -14,5 +14,6 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod posture;
 pub mod startup;
+pub mod supply;
 pub mod telemetry;
 pub mod web;

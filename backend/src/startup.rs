@@ -151,6 +151,7 @@ fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &Cancellation
     crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
     crate::findings::waivers::spawn(state.pool.clone(), tasks, cancel);
+    crate::supply::store::spawn(state.pool.clone(), &state.config, tasks, cancel);
     crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
 }
 

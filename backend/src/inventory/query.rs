@@ -278,6 +278,9 @@ pub struct WorkloadDetail {
     pub images: Vec<ImageView>,
     /// Every lifecycle transition, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// The history merged with the build reports and registry events of the workload's
+    /// digests, by time; a build or store stage nobody reported comes first as "not reported".
+    pub timeline: Vec<crate::supply::query::TimelineEntry>,
 }
 
 /// A workload with its instances, images and history; `None` when there is no such workload.
@@ -337,10 +340,12 @@ pub async fn workload_detail(
     })
     .collect();
     let history = history(pool, id).await?;
+    let timeline = crate::supply::query::timeline(pool, &digests, &history).await?;
     Ok(Some(WorkloadDetail {
         workload,
         instances,
         images,
         history,
+        timeline,
     }))
 }

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod error;
 pub mod findings;
 pub mod health;
+pub mod images;
 pub mod incidents;
 pub mod json;
 pub mod metrics;
@@ -78,6 +79,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         sources::POLICIES,
         workloads::POLICIES,
         findings::POLICIES,
+        images::POLICIES,
     ]
     .concat()
 }
@@ -100,12 +102,20 @@ pub fn router(
         .merge(sources::router())
         .merge(workloads::router())
         .merge(auth::router())
-        .merge(findings::router());
+        .merge(findings::router())
+        .merge(images::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }
     let body_limit = state.config.body_limit;
     let timeout = state.config.request_timeout;
+    // Bodies are limited per route: the event endpoints read theirs with limits of their own
+    // (a build report with its scan is far larger than any form), every other route takes at
+    // most `body_limit`.
+    let routes = routes
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(images::events_router());
 
     // Layers that must see the matched route run per route (`Router::layer`); the rest wrap the
     // whole service, the fallback included.
@@ -140,8 +150,6 @@ pub fn router(
     // `Router::layer` wraps everything added so far; the last call is the outermost layer.
     routes
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

@@ -32,6 +32,10 @@ pub const NAV: &[NavItem] = &[
         href: "/workloads",
     },
     NavItem {
+        label: "Images",
+        href: "/images",
+    },
+    NavItem {
         label: "Incidents",
         href: "/incidents",
     },

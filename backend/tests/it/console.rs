@@ -142,7 +142,14 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
     assert_eq!(texts(&document, ".stage-counts td"), ["0"; 6]);
     assert_eq!(
         texts(&document, "nav.mainnav a"),
-        ["Overview", "Workloads", "Incidents", "Checks", "Sources"]
+        [
+            "Overview",
+            "Workloads",
+            "Images",
+            "Incidents",
+            "Checks",
+            "Sources"
+        ]
     );
 }
 
@@ -230,8 +237,12 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
         texts(&document, ".breadcrumbs li"),
         ["Overview", "Workloads", "shop/app-000"]
     );
-    let timeline = texts(&document, ".timeline li");
+    let timeline = texts(&document, ".timeline li.collector");
     assert_eq!(timeline.len(), 1, "{timeline:?}");
+    // Nobody reported its build or its registry push: both stages say so.
+    let gaps = texts(&document, ".timeline li.not-reported");
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(gaps[0].contains("not reported"), "{gaps:?}");
     assert!(timeline[0].contains("(new) → run"), "{timeline:?}");
     assert!(
         timeline[0].contains("seeded by the console test"),
