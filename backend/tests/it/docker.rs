@@ -16,12 +16,12 @@ use crate::common::{live_docker_socket, test_config, TestApp};
 /// Built by scripts/test-images.sh under a repository of this suite's own, so that another suite
 /// rebuilding `harbormaster-test/busybox` meanwhile changes nothing here.
 const IMAGE_REPO: &str = "hm-test-docker/busybox";
-const IMAGE_1: &str = "hm-test-docker/busybox:1";
+pub(crate) const IMAGE_1: &str = "hm-test-docker/busybox:1";
 const IMAGE_2: &str = "hm-test-docker/busybox:2";
 const LOCAL: &str = "unix:///var/run/docker.sock";
 
 /// Runs the docker CLI; panics with its output when it fails.
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let output = std::process::Command::new("docker")
         .args(args)
         .output()
@@ -35,12 +35,12 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// A unique name prefix; every container whose name starts with it is removed on drop.
-struct Containers {
+pub(crate) struct Containers {
     prefix: String,
 }
 
 impl Containers {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
         let present = |image: &str| !docker(&["images", "-q", image]).is_empty();
@@ -65,7 +65,7 @@ impl Containers {
         }
     }
 
-    fn name(&self, suffix: &str) -> String {
+    pub(crate) fn name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.prefix)
     }
 
@@ -98,7 +98,7 @@ fn config_with(endpoints: &[&str], grace: Duration) -> Config {
     config
 }
 
-async fn local_collector(pool: &PgPool, grace: Duration) -> Collector {
+pub(crate) async fn local_collector(pool: &PgPool, grace: Duration) -> Collector {
     let source = sources::ensure(pool, "docker", LOCAL, LOCAL).await.unwrap();
     Collector::connect(
         pool.clone(),
