@@ -9,12 +9,14 @@
 //! malformed document a 400 naming the field. A request is stored whole or not at all.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::response::Html;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
@@ -26,6 +28,7 @@ use super::page::{query_string, PageContext};
 use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::Role;
+use crate::config::Config;
 use crate::posture::catalog::CheckMeta;
 use crate::supply::query::{image_detail, query_images, ImageDetail, ImageFilter, ImagePage};
 use crate::supply::{self, is_digest, store};
@@ -55,24 +58,59 @@ pub fn router() -> Router<AppState> {
         .route("/images/{digest}", get(get_image_page))
 }
 
-/// Reads a whole body of at most `limit` bytes; more is a 413 naming `setting`.
+/// The body limit of a path and the setting that sets it.
+fn body_limit_of(config: &Config, path: &str) -> (usize, &'static str) {
+    if path == "/api/v1/events/build" {
+        (
+            config.images.build_report_limit,
+            "HARBORMASTER_BUILD_REPORT_LIMIT_BYTES",
+        )
+    } else {
+        (config.body_limit, "HARBORMASTER_BODY_LIMIT_BYTES")
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Refuses, before authentication, a request whose declared body is larger than its route
+/// accepts (the build-report endpoint has a limit of its own). Bodies without a declared length
+/// are limited while they are read.
+pub async fn refuse_declared_oversize(
+    State(config): State<Arc<Config>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (limit, setting) = body_limit_of(&config, request.uri().path());
+    if declared_length(request.headers()).is_some_and(|n| n > limit as u64) {
+        return WebError::PayloadTooLarge(format!(
+            "the request body is larger than {limit} bytes (the limit is {setting})"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Reads the whole body of a request to `path`, within the path's limit; more is a 413 naming
+/// the setting.
 async fn read_body(
+    config: &Config,
+    path: &str,
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
     what: &str,
-    setting: &str,
 ) -> Result<axum::body::Bytes, WebError> {
+    let (limit, setting) = body_limit_of(config, path);
     let too_large = || {
         WebError::PayloadTooLarge(format!(
             "the {what} is larger than {limit} bytes (the limit is {setting})"
         ))
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let bytes = axum::body::to_bytes(body, limit)
@@ -91,11 +129,11 @@ async fn post_build_event(
     body: Body,
 ) -> Result<(StatusCode, ApiJson<Value>), WebError> {
     let bytes = read_body(
+        &state.config,
+        "/api/v1/events/build",
         &headers,
         body,
-        state.config.images.build_report_limit,
         "build report",
-        "HARBORMASTER_BUILD_REPORT_LIMIT_BYTES",
     )
     .await?;
     let report = supply::parse_build_report(&bytes, Utc::now())
@@ -148,11 +186,11 @@ async fn post_registry_event(
     body: Body,
 ) -> Result<ApiJson<Value>, WebError> {
     let bytes = read_body(
+        &state.config,
+        "/api/v1/events/registry",
         &headers,
         body,
-        state.config.body_limit,
         "registry notification",
-        "HARBORMASTER_BODY_LIMIT_BYTES",
     )
     .await?;
     let envelope = supply::registry::parse_envelope(&bytes, Utc::now())

@@ -108,6 +108,8 @@ pub fn router(
         routes = routes.merge(extra);
     }
     let body_limit = state.config.body_limit;
+    let largest_body = body_limit.max(state.config.images.build_report_limit);
+    let config = state.config.clone();
     let timeout = state.config.request_timeout;
     // Bodies are limited per route: the event endpoints read theirs with limits of their own
     // (a build report with its scan is far larger than any form), every other route takes at
@@ -150,6 +152,13 @@ pub fn router(
     // `Router::layer` wraps everything added so far; the last call is the outermost layer.
     routes
         .layer(CatchPanicLayer::custom(error::panic_response))
+        // Before anything else, a body declared larger than its route accepts is refused.
+        .layer(axum::middleware::from_fn_with_state(
+            config,
+            images::refuse_declared_oversize,
+        ))
+        .layer(RequestBodyLimitLayer::new(largest_body))
+        .layer(DefaultBodyLimit::max(largest_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
