@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::access::{Ci, RequireRole};
 use super::json::ApiJson;
-use super::page::{query_string, PageContext};
+use super::page::{console_filters, parse_limit, query_string, PageContext};
 use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::Role;
@@ -261,18 +261,7 @@ impl ImageFilter {
                 "q" => filter.q = given(),
                 "critical" => filter.critical = Some(yes_no("critical", value)?),
                 "running" => filter.running = Some(yes_no("running", value)?),
-                "limit" => {
-                    filter.limit = value
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            WebError::BadRequest(format!(
-                                "limit must be a whole number from 1 to {MAX_LIMIT}"
-                            ))
-                        })?
-                }
+                "limit" => filter.limit = parse_limit(value, MAX_LIMIT)?,
                 "after" => {
                     if !is_digest(value.trim()) {
                         return Err(WebError::BadRequest(
@@ -337,14 +326,9 @@ pub struct ImagesPage {
 async fn get_images_page(
     State(state): State<AppState>,
     ctx: PageContext,
-    Query(mut params): Query<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, WebError> {
-    params.retain(|_, value| !value.trim().is_empty());
-    if params.contains_key("limit") {
-        return Err(WebError::BadRequest(
-            "the console shows fixed pages; use /api/v1/images for other page sizes".into(),
-        ));
-    }
+    let params = console_filters(params, "/api/v1/images")?;
     let mut filter = ImageFilter::parse(&params)?;
     filter.limit = PAGE_SIZE;
     let page = query_images(&state.pool, &filter).await?;

@@ -21,7 +21,7 @@ use axum::Router;
 use serde_json::Value;
 
 use super::json::ApiJson;
-use super::page::{query_string, PageContext};
+use super::page::{console_filters, parse_limit, query_string, PageContext};
 use super::sources::{source_views, SourceView};
 use super::{AppState, WebError};
 pub use crate::inventory::query::{
@@ -87,18 +87,7 @@ impl WorkloadFilter {
                     )
                 }
                 "q" => filter.q = given(),
-                "limit" => {
-                    filter.limit = value
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            WebError::BadRequest(format!(
-                                "limit must be a whole number from 1 to {MAX_LIMIT}"
-                            ))
-                        })?
-                }
+                "limit" => filter.limit = parse_limit(value, MAX_LIMIT)?,
                 "after" => filter.after = Some(parse_id("after", value)?),
                 "before" => filter.before = Some(parse_id("before", value)?),
                 "team" | "severity" => {
@@ -163,15 +152,9 @@ pub struct WorkloadsPage {
 async fn get_workloads_page(
     State(state): State<AppState>,
     ctx: PageContext,
-    Query(mut params): Query<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, WebError> {
-    // A form submits empty fields for "any": they are no filter.
-    params.retain(|_, value| !value.trim().is_empty());
-    if params.contains_key("limit") {
-        return Err(WebError::BadRequest(
-            "the console shows fixed pages; use /api/v1/workloads for other page sizes".into(),
-        ));
-    }
+    let params = console_filters(params, "/api/v1/workloads")?;
     let mut filter = WorkloadFilter::parse(&params)?;
     filter.limit = PAGE_SIZE;
     let page = query_workloads(&state.pool, &filter).await?;

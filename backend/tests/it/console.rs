@@ -553,6 +553,7 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         ("/checks", "console-checks"),
         ("/checks/priv.privileged", "console-check"),
         ("/sources", "console-sources"),
+        ("/images", "console-images"),
     ] {
         client.goto(&app.url(path)).await.unwrap();
         let heading = client.find(Locator::Css("main h1")).await.unwrap();
