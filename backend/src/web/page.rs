@@ -214,6 +214,15 @@ pub fn console_filters(
     Ok(params)
 }
 
+/// Query parameters from pairs, for the filter parsers' tests.
+#[cfg(test)]
+pub(crate) fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// `?a=1&b=x%20y` from pairs (empty when there are none).
 pub fn query_string(pairs: &[(&str, String)]) -> String {
     let joined: Vec<String> = pairs
