@@ -74,9 +74,15 @@ pub struct ScanArgs {
     /// `restricted` also enables the opt-in checks (user.low_uid_gid).
     #[arg(long, value_enum)]
     pub profile: Option<ScanProfile>,
-    /// A registry (or registry/path prefix) images may come from; repeat for several. Without
-    /// it, store.registry_not_allowed says UNKNOWN except for deprecated registries.
-    #[arg(long = "allow-registry", value_name = "HOST[/PATH]")]
+    /// A registry (or registry/path prefix) images may come from; repeat for several. Default:
+    /// the server's allow-list, HARBORMASTER_ALLOWED_REGISTRIES (comma-separated). Without
+    /// either, store.registry_not_allowed says UNKNOWN except for deprecated registries.
+    #[arg(
+        long = "allow-registry",
+        value_name = "HOST[/PATH]",
+        env = "HARBORMASTER_ALLOWED_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub allow_registries: Vec<String>,
 }
 

@@ -217,6 +217,21 @@ const OWNERSHIP_LABEL_KEYS: Setting = Setting::new(
     Some("HARBORMASTER_OWNERSHIP_LABEL_KEYS"),
     "ownership.label_keys",
 );
+const ALLOWED_REGISTRIES: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_ALLOWED_REGISTRIES"),
+    "images.allowed_registries",
+);
+const IMAGE_MAX_AGE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_IMAGE_MAX_AGE_DAYS"),
+    "images.max_age_days",
+);
+const BUILD_REPORT_LIMIT: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_BUILD_REPORT_LIMIT_BYTES"),
+    "images.build_report_limit_bytes",
+);
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -275,6 +290,8 @@ pub struct FileConfig {
     pub notifications: FileNotifications,
     #[serde(default)]
     pub ownership: FileOwnership,
+    #[serde(default)]
+    pub images: FileImages,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,6 +343,27 @@ pub struct NotifyConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileOwnership {
     pub label_keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileImages {
+    pub allowed_registries: Option<Vec<String>>,
+    pub max_age_days: Option<u64>,
+    pub build_report_limit_bytes: Option<u64>,
+}
+
+/// The image controls and the build-report endpoint.
+#[derive(Debug, Clone)]
+pub struct ImagesConfig {
+    /// Registries (`host` or `host/path-prefix`) images may be stored in and pulled from; `None`
+    /// when no allow-list is configured (the controls then say UNKNOWN). The same list as
+    /// `harbormaster scan --allow-registry`.
+    pub allowed_registries: Option<Vec<String>>,
+    /// An image older than this fails `update.image_stale` (default 90).
+    pub max_age_days: u32,
+    /// The largest build report accepted (with its scan), default 16 MiB.
+    pub build_report_limit: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -452,6 +490,7 @@ pub struct Config {
     pub notifications: NotifyConfig,
     /// The workload / namespace label and annotation keys whose value names the owning team.
     pub ownership_label_keys: Vec<String>,
+    pub images: ImagesConfig,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -718,6 +757,43 @@ impl Config {
                 format!("'{bad}' is not a label key"),
             ));
         }
+        let images = ImagesConfig {
+            allowed_registries: match env(&ALLOWED_REGISTRIES) {
+                Some(list) => Some(split_list(&list)),
+                None => file.images.allowed_registries,
+            }
+            .map(|list| {
+                list.into_iter()
+                    .map(|entry| entry.trim().trim_end_matches('/').to_string())
+                    .filter(|entry| !entry.is_empty())
+                    .collect::<Vec<_>>()
+            }),
+            max_age_days: number(
+                &IMAGE_MAX_AGE,
+                env(&IMAGE_MAX_AGE),
+                file.images.max_age_days,
+                90,
+                1..=3650,
+            )? as u32,
+            build_report_limit: number(
+                &BUILD_REPORT_LIMIT,
+                env(&BUILD_REPORT_LIMIT),
+                file.images.build_report_limit_bytes,
+                16 * 1024 * 1024,
+                1024..=256 * 1024 * 1024,
+            )? as usize,
+        };
+        if let Some(entry) = images
+            .allowed_registries
+            .iter()
+            .flatten()
+            .find(|entry| entry.contains(char::is_whitespace) || entry.contains("://"))
+        {
+            return Err(ConfigError::new(
+                &ALLOWED_REGISTRIES,
+                format!("'{entry}' is not a registry host; expected HOST[:PORT][/PATH] such as registry.example.com/team"),
+            ));
+        }
 
         Ok(Self {
             bind,
@@ -740,6 +816,7 @@ impl Config {
             runtime,
             notifications,
             ownership_label_keys,
+            images,
             config_file,
         })
     }

@@ -17,5 +17,6 @@ pub mod ownership;
 pub mod posture;
 pub mod runtime;
 pub mod startup;
+pub mod supply;
 pub mod telemetry;
 pub mod web;

@@ -170,6 +170,7 @@ fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &Cancellation
     crate::findings::waivers::spawn(state.pool.clone(), tasks, cancel);
     crate::findings::trend::spawn(state.pool.clone(), tasks, cancel);
     crate::findings::summary::spawn(state.pool.clone(), tasks, cancel);
+    crate::supply::store::spawn(state.pool.clone(), &state.config, tasks, cancel);
     crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::runtime::drift::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::notify::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);

@@ -19,6 +19,10 @@
 //! its own and every result of it is keyed by the container's name, so a batch carrying one
 //! replica of a Compose service leaves the other replicas' findings alone).
 //!
+//! Findings about the image digests a workload runs (the build, store and update controls of
+//! [`crate::supply`]) have their own scope, the container key [`crate::supply::IMAGE_SCOPE`]:
+//! the collectors' evaluations neither open nor resolve them.
+//!
 //! A retired workload's open findings close with reason `retired` ([`store::close_retired`]); a
 //! Docker container removed from a workload that lives on (a scaled-down Compose service) has
 //! its findings closed with reason `removed` ([`store::close_removed_containers`]).

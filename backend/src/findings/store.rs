@@ -9,13 +9,15 @@ use sqlx::PgConnection;
 use super::{layer_str, risk_score, Evaluation};
 use crate::posture::score::{grade, SeverityCounts};
 use crate::posture::Severity;
+use crate::supply::IMAGE_SCOPE;
 
 /// Statements carry at most this many findings each.
 const FINDING_BATCH: usize = 5_000;
 
 /// Syncs the findings of these evaluations (see the module doc of [`crate::findings`]): opens
 /// new FAILs, bumps `last_seen` of still-failing ones, resolves (reason `fixed`) the open ones of
-/// each evaluated scope that did not fail, marks waived ones, then recomputes the scores of the
+/// each evaluated scope that did not fail (a whole-workload scope leaves the image-digest scope
+/// [`IMAGE_SCOPE`] alone: only an evaluation of that scope resolves it), marks waived ones, then recomputes the scores of the
 /// workloads. Call it once per transaction (the resolution step tells "seen now" by the
 /// transaction's `now()`).
 pub async fn sync_findings(
@@ -74,10 +76,11 @@ pub async fn sync_findings(
                                  resolved_reason = 'fixed'
            from unnest($1::int8[], $2::text[]) as s(workload_id, container)
            where f.workload_id = s.workload_id and f.status = 'open'
-             and (s.container is null or f.container = s.container)
-             and f.last_seen < now() and f.check_id <> all($3)"#,
+             and ((s.container is null and f.container <> $3) or f.container = s.container)
+             and f.last_seen < now() and f.check_id <> all($4)"#,
         &scope_ids,
         &scope_containers as &[Option<String>],
+        IMAGE_SCOPE,
         &crate::posture::catalog::event_check_ids()
     )
     .execute(&mut *conn)
@@ -207,13 +210,15 @@ pub async fn close_removed_containers(
         r#"update findings f set status = 'resolved', resolved_at = now(),
                                  resolved_reason = 'removed'
            where f.workload_id = any($1) and f.status = 'open' and f.container <> ''
+             and f.container <> $2
              and exists (select 1 from instances i
                          where i.workload_id = f.workload_id and i.removed_at is null)
              and not exists (select 1 from instances i
                              where i.workload_id = f.workload_id and i.removed_at is null
                                and i.name = f.container)
            returning f.workload_id"#,
-        workload_ids
+        workload_ids,
+        IMAGE_SCOPE
     )
     .fetch_all(&mut *conn)
     .await?;

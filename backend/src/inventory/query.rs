@@ -457,6 +457,9 @@ pub struct WorkloadDetail {
     pub history: Vec<HistoryEntry>,
     /// The owner of each responsibility layer with its provenance (`team: null`: unowned).
     pub owners: Vec<OwnerView>,
+    /// The history merged with the build reports and registry events of the workload's
+    /// digests, by time; a build or store stage nobody reported comes first as "not reported".
+    pub timeline: Vec<crate::supply::query::TimelineEntry>,
 }
 
 /// A workload with its instances, images and history; `None` when there is no such workload.
@@ -517,11 +520,13 @@ pub async fn workload_detail(
     .collect();
     let history = history(pool, id).await?;
     let owners = crate::ownership::store::owners(&mut *pool.acquire().await?, id).await?;
+    let timeline = crate::supply::query::timeline(pool, &digests, &history).await?;
     Ok(Some(WorkloadDetail {
         workload,
         instances,
         images,
         history,
         owners,
+        timeline,
     }))
 }

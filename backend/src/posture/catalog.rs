@@ -82,6 +82,7 @@ pub enum Stage {
     Store,
     Deploy,
     Run,
+    Update,
 }
 
 /// Responsibility layer that owns the fix (DESIGN.md shared-responsibility model).
@@ -218,6 +219,12 @@ pub enum CheckId {
     RunRestartLoop,
     RunImageDrift,
     RunSpecDrift,
+    BuildNotReported,
+    BuildScanMissing,
+    BuildCriticalVulnerability,
+    StoreNotReported,
+    UpdateImageStale,
+    UpdateNewerDigest,
 }
 
 impl CheckId {
@@ -307,7 +314,7 @@ use Layer::{Application as App, Host, Image as Img, Orchestration as Orch, Runti
 use Scope::{Container as C, Pod as P};
 use Severity::{Critical, High, Low, Medium};
 use Sources::{Both, Docker, Kubernetes as K8s};
-use Stage::{Build, Deploy, Run, Store};
+use Stage::{Build, Deploy, Run, Store, Update};
 use Threat::{
     ContainerEscape as Escape, MaliciousImage as Malicious, Misconfiguration as Misconf,
     PrivilegeAbuse as Abuse,
@@ -369,7 +376,7 @@ const fn refs(
 }
 
 /// The catalog, in [`CheckId`] order.
-pub static CATALOG: [CheckMeta; 68] = [
+pub static CATALOG: [CheckMeta; 74] = [
     // 1.A Privilege
     entry(
         CheckId::PrivPrivileged,
@@ -1629,6 +1636,116 @@ pub static CATALOG: [CheckMeta; 68] = [
             Some("command: [\"/app/server\"]   # no sudo"),
         ),
         refs(None, None, &["kubescape C-0062"]),
+    ),
+    // Build, store and update stages: judged per image digest from CI build reports, registry
+    // notifications and the image inventory (see `crate::supply`), not from the workload spec.
+    entry(
+        CheckId::BuildNotReported,
+        "build.not_reported",
+        "Build not reported by CI",
+        Low,
+        "nobody vouches for how the image was built: no pipeline, commit or scan is on record",
+        Malicious,
+        &[Build],
+        &[Img],
+        C,
+        Both,
+        fix(
+            "Report every image build from CI (POST /api/v1/events/build with the digest, pipeline and scan).",
+            Some("Add the build-report step to the pipeline that builds the image the container runs."),
+            Some("Add the build-report step to the pipeline that builds the image the pod template runs."),
+        ),
+        refs(None, None, &[]),
+    ),
+    entry(
+        CheckId::BuildScanMissing,
+        "build.scan_missing",
+        "Image built without a vulnerability scan",
+        Medium,
+        "known vulnerabilities ship unnoticed",
+        Malicious,
+        &[Build],
+        &[Img],
+        C,
+        Both,
+        fix(
+            "Scan the image in CI (trivy image -f json) and send the report with the build.",
+            Some("`trivy image -f json -o scan.json IMAGE` in the pipeline; post it as `scan`."),
+            Some("`trivy image -f json -o scan.json IMAGE` in the pipeline; post it as `scan`."),
+        ),
+        refs(None, Some("4.4"), &["kubescape C-0083"]),
+    ),
+    entry(
+        CheckId::BuildCriticalVulnerability,
+        "build.critical_vulnerability",
+        "Critical vulnerability in the image",
+        Critical,
+        "a critical CVE in a package of the image is often remotely exploitable",
+        Malicious,
+        &[Build],
+        &[Img, App],
+        C,
+        Both,
+        fix(
+            "Rebuild on a patched base image or upgrade the vulnerable packages, then redeploy.",
+            Some("Bump the base image / package versions in the Dockerfile, rebuild, `docker compose up -d`."),
+            Some("Rebuild with patched packages and roll out the new digest (image: …@sha256:…)."),
+        ),
+        refs(None, Some("4.4"), &["kubescape C-0083"]),
+    ),
+    entry(
+        CheckId::StoreNotReported,
+        "store.not_reported",
+        "Image not reported by a registry",
+        Low,
+        "the digest came from nowhere on record: side-loaded, or from a registry that reports nothing",
+        Malicious,
+        &[Store],
+        &[Img],
+        C,
+        Both,
+        fix(
+            "Push images through a registry that sends notifications to Harbormaster (POST /api/v1/events/registry).",
+            Some("Run images pulled from the notifying registry, not `docker load` / locally built ones."),
+            Some("Pull images from the notifying registry."),
+        ),
+        refs(None, None, &[]),
+    ),
+    entry(
+        CheckId::UpdateImageStale,
+        "update.image_stale",
+        "Image older than the maximum age",
+        Low,
+        "an old image misses every fix published since it was built",
+        Malicious,
+        &[Update],
+        &[Img],
+        C,
+        Both,
+        fix(
+            "Rebuild the image regularly on a current base and redeploy.",
+            Some("Rebuild and `docker compose pull && docker compose up -d`."),
+            Some("Rebuild and roll out the new digest."),
+        ),
+        refs(None, None, &[]),
+    ),
+    entry(
+        CheckId::UpdateNewerDigest,
+        "update.newer_digest",
+        "A newer digest exists for the image's reference",
+        Low,
+        "the workload runs an outdated build of its own tag",
+        Misconf,
+        &[Update],
+        &[Orch, Img],
+        C,
+        Both,
+        fix(
+            "Roll out the newer digest of the reference.",
+            Some("`docker compose pull && docker compose up -d` (or pin the new digest)."),
+            Some("Update the pod template to the new digest and let the rollout finish."),
+        ),
+        refs(None, None, &[]),
     ),
     // 1.L (run stage, observed): evaluated from runtime events, never from a spec.
     entry(

@@ -113,7 +113,14 @@ async fn list_checks(Query(filter): Query<CheckFilter>) -> Result<Json<CheckList
         allowed("threat", threat, &names)?;
     }
     if let Some(stage) = &filter.stage {
-        let names = [Stage::Build, Stage::Store, Stage::Deploy, Stage::Run].map(name);
+        let names = [
+            Stage::Build,
+            Stage::Store,
+            Stage::Deploy,
+            Stage::Run,
+            Stage::Update,
+        ]
+        .map(name);
         allowed("stage", stage, &names)?;
     }
     if let Some(layer) = &filter.layer {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod findings;
 pub mod health;
+pub mod images;
 pub mod incidents;
 pub mod json;
 pub mod metrics;
@@ -85,6 +86,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         events::POLICIES,
         notifications::POLICIES,
         ownership::POLICIES,
+        images::POLICIES,
     ]
     .concat()
 }
@@ -110,12 +112,22 @@ pub fn router(
         .merge(findings::router())
         .merge(events::router())
         .merge(notifications::router())
-        .merge(ownership::router());
+        .merge(ownership::router())
+        .merge(images::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }
     let body_limit = state.config.body_limit;
+    let largest_body = body_limit.max(state.config.images.build_report_limit);
+    let config = state.config.clone();
     let timeout = state.config.request_timeout;
+    // Bodies are limited per route: the event endpoints read theirs with limits of their own
+    // (a build report with its scan is far larger than any form), every other route takes at
+    // most `body_limit`.
+    let routes = routes
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(images::events_router());
 
     // Layers that must see the matched route run per route (`Router::layer`); the rest wrap the
     // whole service, the fallback included.
@@ -150,8 +162,13 @@ pub fn router(
     // `Router::layer` wraps everything added so far; the last call is the outermost layer.
     routes
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(DefaultBodyLimit::max(body_limit))
+        // Before anything else, a body declared larger than its route accepts is refused.
+        .layer(axum::middleware::from_fn_with_state(
+            config,
+            images::refuse_declared_oversize,
+        ))
+        .layer(RequestBodyLimitLayer::new(largest_body))
+        .layer(DefaultBodyLimit::max(largest_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

@@ -5,6 +5,7 @@
 //! `ctx.titled("Workloads").active("/workloads")`. `PageContext::new(title)` is for pages built
 //! without a request (anonymous), such as the error pages.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::extract::FromRequestParts;
@@ -13,6 +14,7 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 
 use super::assets;
+use super::WebError;
 use crate::auth::{Principal, Role};
 
 /// One entry of the main navigation.
@@ -42,6 +44,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         label: "Teams",
         href: "/teams",
+    },
+    NavItem {
+        label: "Images",
+        href: "/images",
     },
     NavItem {
         label: "Incidents",
@@ -195,6 +201,42 @@ pub fn encode_query_value(value: &str) -> String {
         }
     }
     out
+}
+
+/// The page size a list API was asked for: a whole number from 1 to `max`, else a 400.
+pub fn parse_limit(value: &str, max: i64) -> Result<i64, WebError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            WebError::BadRequest(format!("limit must be a whole number from 1 to {max}"))
+        })
+}
+
+/// The query of a console list page: empty fields (a form's "any") are no filter, and the page
+/// size is fixed (`api` names the API path for other sizes).
+pub fn console_filters(
+    mut params: HashMap<String, String>,
+    api: &str,
+) -> Result<HashMap<String, String>, WebError> {
+    params.retain(|_, value| !value.trim().is_empty());
+    if params.contains_key("limit") {
+        return Err(WebError::BadRequest(format!(
+            "the console shows fixed pages; use {api} for other page sizes"
+        )));
+    }
+    Ok(params)
+}
+
+/// Query parameters from pairs, for the filter parsers' tests.
+#[cfg(test)]
+pub(crate) fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// `?a=1&b=x%20y` from pairs (empty when there are none).

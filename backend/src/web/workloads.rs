@@ -618,12 +618,7 @@ async fn request_waiver_form(
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::web::page::params;
 
     #[test]
     fn filters_are_parsed_and_bad_values_refused() {

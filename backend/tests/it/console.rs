@@ -172,6 +172,7 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
             "Findings",
             "Events",
             "Teams",
+            "Images",
             "Incidents",
             "Checks",
             "Sources"
@@ -263,8 +264,12 @@ async fn a_workload_page_shows_its_timeline_its_failures_with_the_fix_and_escape
         texts(&document, ".breadcrumbs li"),
         ["Overview", "Workloads", "shop/app-000"]
     );
-    let timeline = texts(&document, ".timeline li");
+    let timeline = texts(&document, ".timeline li.collector");
     assert_eq!(timeline.len(), 1, "{timeline:?}");
+    // Nobody reported its build or its registry push: both stages say so.
+    let gaps = texts(&document, ".timeline li.not-reported");
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(gaps[0].contains("not reported"), "{gaps:?}");
     assert!(timeline[0].contains("(new) → run"), "{timeline:?}");
     assert!(
         timeline[0].contains("seeded by the console test"),
@@ -685,6 +690,7 @@ async fn the_console_works_in_a_real_browser_over_the_docker_collector(pool: PgP
         ("/checks", "console-checks"),
         ("/checks/priv.privileged", "console-check"),
         ("/sources", "console-sources"),
+        ("/images", "console-images"),
     ] {
         client.goto(&app.url(path)).await.unwrap();
         let heading = client.find(Locator::Css("main h1")).await.unwrap();

@@ -117,7 +117,7 @@ async fn an_oversized_body_is_refused_with_413(pool: PgPool) {
     let app = TestApp::spawn_with(pool, config, None).await;
     let response = app
         .client
-        .post(app.url("/api/v1/events/build"))
+        .post(app.url("/api/v1/events/registry"))
         .header("content-type", "application/json")
         .body(vec![b' '; 4096])
         .send()

@@ -2,6 +2,7 @@
 //! (`#[sqlx::test]`), and live tests against this machine's Docker engine and Chromium.
 
 mod auth;
+mod build_store;
 mod common;
 mod console;
 mod docker;

@@ -163,7 +163,8 @@ fn pull_policy(e: &mut Eval<'_, '_, '_>) {
     });
 }
 
-fn registry_matches(entry: &str, r: &ImageRef<'_>) -> bool {
+/// Whether an allow-/block-list entry (`host` or `host/path-prefix`) covers the reference.
+pub(crate) fn registry_matches(entry: &str, r: &ImageRef<'_>) -> bool {
     let entry = entry.trim().trim_end_matches('/');
     if entry.eq_ignore_ascii_case(r.registry) {
         return true;

@@ -14,6 +14,7 @@ pub mod privilege;
 pub mod resources;
 pub mod runtime;
 pub mod secrets;
+pub mod supply;
 
 use std::borrow::Cow;
 
@@ -48,6 +49,7 @@ pub(crate) fn run_all<'a>(spec: &'a WorkloadSpec, ctx: &Context<'a>, out: &mut R
     image::run(e);
     secrets::run(e);
     runtime::run(e);
+    supply::run(e);
 }
 
 /// What a check sees: the spec, the context and the report it writes to.
