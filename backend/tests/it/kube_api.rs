@@ -543,7 +543,7 @@ pub mod objects {
                "spec": {"template": template(image)}})
     }
 
-    /// A ready, running Pod owned by `owner_kind/owner`.
+    /// A ready, running Pod owned by `owner_kind/owner`, labelled like the templates.
     pub fn pod(
         namespace: &str,
         name: &str,
@@ -553,7 +553,7 @@ pub mod objects {
         digest: &str,
     ) -> Value {
         json!({"kind": "Pod",
-               "metadata": {"name": name, "namespace": namespace,
+               "metadata": {"name": name, "namespace": namespace, "labels": {"app": "web"},
                             "ownerReferences": [{"apiVersion": "v1", "kind": owner_kind,
                                                  "name": owner, "uid": format!("uid-{owner}"),
                                                  "controller": true}]},
