@@ -378,6 +378,8 @@ pub struct WorkloadDetailPage {
     annotations: Vec<Pair>,
     posture: Posture,
     redacted: &'static str,
+    /// A responder may isolate a workload with running instances (`Isolate…`).
+    can_isolate: bool,
 }
 
 impl WorkloadDetailPage {
@@ -406,7 +408,9 @@ async fn get_workload_page(
         .await?
         .ok_or_else(not_found)?;
     let posture = posture_of(&detail, extras.declared.as_ref());
+    let can_isolate = ctx.can(Role::Responder) && detail.workload.instances_running > 0;
     let page = WorkloadDetailPage {
+        can_isolate,
         ctx: ctx
             .titled(format!("{} · Workloads", detail.workload.name))
             .active("/workloads"),
