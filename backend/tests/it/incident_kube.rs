@@ -132,18 +132,6 @@ async fn finished(app: &Browser, incident: i64, action: i64) -> Value {
     }
 }
 
-async fn open(app: &Browser, workload: i64, title: &str) -> i64 {
-    let (status, incident) = post(
-        app,
-        "/api/v1/incidents",
-        None,
-        json!({"title": title, "severity": "high", "workload_ids": [workload]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{incident}");
-    incident["id"].as_i64().unwrap()
-}
-
 /// Isolates (or restores) and waits for the outcome.
 async fn act(app: &Browser, incident: i64, step: &str, key: &str) -> Value {
     let (status, action) = post(
@@ -185,8 +173,24 @@ async fn pods_are_labelled_into_a_deny_all_policy_kept_until_the_last_quarantine
     let api = workload(&pool, "api", 1).await;
     let app = server.login_as(Role::Responder).await;
 
-    // The workload page offers the isolation and says exactly what it does.
-    let page = app.get(&format!("/workloads/{web}/isolate")).await;
+    // The workload page offers the isolation to a responder, not to a viewer, and the
+    // confirmation says exactly what it does.
+    let link = format!("/workloads/{web}/isolate");
+    let page = app
+        .get(&format!("/workloads/{web}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&link), "a responder sees Isolate…");
+    let page = server
+        .viewer_get(&format!("/workloads/{web}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(&link), "a viewer does not");
+    let page = app.get(&link).await;
     assert_eq!(page.status(), 200);
     let text = page.text().await.unwrap();
     for expected in [
@@ -199,7 +203,43 @@ async fn pods_are_labelled_into_a_deny_all_policy_kept_until_the_last_quarantine
         assert!(text.contains(expected), "{expected} in the confirmation");
     }
 
-    let first = open(&app, web, "web beacons out").await;
+    // The first incident is opened from a finding of web: its page links the workload and
+    // the check.
+    let finding: i64 = sqlx::query_scalar(
+        "select id from findings where workload_id = $1 and check_id = 'secrets.env_literal'",
+    )
+    .bind(web)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (status, opened) = post(
+        &app,
+        "/api/v1/incidents",
+        None,
+        json!({"title": "web beacons out", "severity": "high", "workload_ids": [web],
+               "finding_ids": [finding]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{opened}");
+    let first = opened["id"].as_i64().unwrap();
+    let page = app
+        .get(&format!("/incidents/{first}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("href=\"/workloads/{web}\"")),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/checks/secrets.env_literal\""),
+        "{page}"
+    );
+    assert!(
+        page.contains(QUARANTINE_LABEL),
+        "the isolate confirmation names the label"
+    );
     // A double click isolates once.
     let (status_1, click_1) = post(
         &app,
@@ -264,9 +304,33 @@ async fn pods_are_labelled_into_a_deny_all_policy_kept_until_the_last_quarantine
         "the warning is on the incident page"
     );
 
-    // A second incident in the same namespace: the policy is already there.
-    let second = open(&app, api, "api too").await;
-    let action = act(&app, second, "isolate", "click-2").await;
+    // A second incident in the same namespace, from the workload page's form (submitted
+    // twice: one incident, one isolation); the policy is already there.
+    let form = [
+        ("title", "api too"),
+        ("severity", "critical"),
+        ("idempotency_key", "form-1"),
+    ];
+    for _ in 0..2 {
+        let response = app
+            .post_form(&format!("/workloads/{api}/isolate"), &form)
+            .await;
+        assert_eq!(response.status(), 303);
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with("/incidents/"), "{location}");
+    }
+    let second: i64 = sqlx::query_scalar("select id from incidents where title = 'api too'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let isolate: i64 = sqlx::query_scalar(
+        "select id from incident_actions where incident_id = $1 and kind = 'isolate'",
+    )
+    .bind(second)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let action = finished(&app, second, isolate).await;
     assert_eq!(action["status"], "succeeded", "{action}");
     assert_eq!(
         label(&cluster, "api-1-a").as_deref(),
