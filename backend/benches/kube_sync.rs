@@ -274,7 +274,12 @@ fn main() -> std::process::ExitCode {
         if std::env::var("DATABASE_URL").is_err() {
             return std::process::ExitCode::SUCCESS;
         }
-        return match runtime.block_on(posture_stored(std::env::var("HM_SMOKE").ok().and_then(|v| v.parse().ok()).unwrap_or(500))) {
+        return match runtime.block_on(posture_stored(
+            std::env::var("HM_SMOKE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(500),
+        )) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("error: {err:#}");

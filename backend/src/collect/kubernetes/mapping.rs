@@ -1145,6 +1145,28 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_as_admission_left_it_projects_like_its_template_and_a_debugged_one_does_not() {
+        let template = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1"}]}});
+        let pod = json!({"metadata": {"name": "web-1-x", "labels": {"app": "web",
+                "pod-template-hash": "1"}},
+            "spec": {"nodeName": "n1", "serviceAccountName": "default",
+                "serviceAccount": "default", "securityContext": {}, "dnsPolicy": "ClusterFirst",
+                "volumes": [{"name": "kube-api-access-x1y2z", "projected": {"sources": []}}],
+                "containers": [{"name": "app", "image": "web:1", "imagePullPolicy": "IfNotPresent",
+                    "terminationMessagePath": "/dev/termination-log",
+                    "volumeMounts": [{"name": "kube-api-access-x1y2z",
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}]}});
+        assert_eq!(posture_projection(&pod), posture_projection(&template));
+        let mut debugged = pod.clone();
+        debugged["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": "busybox"}]);
+        assert_ne!(posture_projection(&debugged), posture_projection(&template));
+        let mut patched = pod;
+        patched["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+        assert_ne!(posture_projection(&patched), posture_projection(&template));
+    }
+
+    #[test]
     fn the_spec_hash_ignores_key_order() {
         assert_eq!(
             spec_hash(&json!({"a": 1, "b": [1, {"c": 2, "d": 3}]})),
