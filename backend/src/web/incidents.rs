@@ -151,6 +151,22 @@ async fn audit_step<T>(
     Ok(())
 }
 
+/// Opens an incident and writes its audit row (`incident.open`), whatever the outcome.
+async fn open_audited(
+    state: &AppState,
+    principal: &Principal,
+    new: NewIncident,
+    details: Value,
+) -> Result<Result<(Incident, bool), IncidentError>, WebError> {
+    let result = store::open(&state.pool, new).await;
+    let target = match &result {
+        Ok((incident, _)) => format!("incident {}", incident.id),
+        Err(_) => "incident (new)".to_string(),
+    };
+    audit_step(state, principal, "incident.open", &target, &result, details).await?;
+    Ok(result)
+}
+
 async fn open_incident(
     State(state): State<AppState>,
     RequireRole { principal, .. }: RequireRole<Responder>,
@@ -164,8 +180,9 @@ async fn open_incident(
         "workloads": request.workload_ids,
         "findings": request.finding_ids,
     });
-    let result = store::open(
-        &state.pool,
+    let result = open_audited(
+        &state,
+        &principal,
         NewIncident {
             title: request.title,
             severity: request.severity,
@@ -176,18 +193,6 @@ async fn open_incident(
             note: request.notes,
             idempotency_key: key,
         },
-    )
-    .await;
-    let target = match &result {
-        Ok((incident, _)) => format!("incident {}", incident.id),
-        Err(_) => "incident (new)".to_string(),
-    };
-    audit_step(
-        &state,
-        &principal,
-        "incident.open",
-        &target,
-        &result,
         details,
     )
     .await?;
@@ -397,8 +402,9 @@ async fn open_incident_form(
 ) -> Result<Redirect, WebError> {
     let workload_ids = ids(&form.workloads)?;
     let details = serde_json::json!({"severity": form.severity, "workloads": workload_ids});
-    let result = store::open(
-        &state.pool,
+    let result = open_audited(
+        &state,
+        &principal,
         NewIncident {
             title: form.title,
             severity: form.severity,
@@ -409,18 +415,6 @@ async fn open_incident_form(
             note: form.notes,
             idempotency_key: form.idempotency_key.filter(|key| !key.is_empty()),
         },
-    )
-    .await;
-    let target = match &result {
-        Ok((incident, _)) => format!("incident {}", incident.id),
-        Err(_) => "incident (new)".to_string(),
-    };
-    audit_step(
-        &state,
-        &principal,
-        "incident.open",
-        &target,
-        &result,
         details,
     )
     .await?;
@@ -886,8 +880,9 @@ async fn isolate_workload_form(
     let key = non_blank(form.idempotency_key);
     let details =
         serde_json::json!({"severity": form.severity, "workloads": [id], "from": "workload page"});
-    let result = store::open(
-        &state.pool,
+    let result = open_audited(
+        &state,
+        &principal,
         NewIncident {
             title: form.title,
             severity: form.severity,
@@ -898,18 +893,6 @@ async fn isolate_workload_form(
             note: form.note.clone(),
             idempotency_key: key.clone(),
         },
-    )
-    .await;
-    let target = match &result {
-        Ok((incident, _)) => format!("incident {}", incident.id),
-        Err(_) => "incident (new)".to_string(),
-    };
-    audit_step(
-        &state,
-        &principal,
-        "incident.open",
-        &target,
-        &result,
         details,
     )
     .await?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use harbormaster::auth::Role;
 use harbormaster::collect::kubernetes::{self, Target as ClusterTarget};
 use harbormaster::incident::kubernetes::{KubernetesDriver, POLICY_NAME, QUARANTINE_LABEL};
-use harbormaster::incident::store::{self, NewIncident, StepRequest};
+use harbormaster::incident::store::{self, StepRequest};
 use harbormaster::incident::workflow::Step;
 use harbormaster::incident::{self, Drivers, IsolationDriver};
 use harbormaster::inventory::sources;
@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 
 use crate::common::{test_config, Browser, TestApp};
+use crate::incident::{finished, open_and_queue_isolation, post};
 use crate::kubernetes::kube_api::objects::{deployment, namespace, pod, replica_set, Rollout};
 use crate::kubernetes::kube_api::{Call, FakeCluster};
 
@@ -97,36 +98,6 @@ async fn workload(pool: &PgPool, name: &str, pods: i64) -> i64 {
         assert!(
             Instant::now() < deadline,
             "the server did not collect {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn post(app: &Browser, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = app.request(reqwest::Method::POST, path).json(&body);
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-async fn finished(app: &Browser, incident: i64, action: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let action: Value = app
-            .get(&format!("/api/v1/incidents/{incident}/actions/{action}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if action["status"] == "succeeded" || action["status"] == "failed" {
-            return action;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the action did not finish: {action}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -396,32 +367,7 @@ async fn a_half_done_quarantine_is_resumed_after_a_restart_and_restore_puts_back
     kubernetes::sync_once(&pool, source, &client).await.unwrap();
     let api = workload(&pool, "api", 1).await;
 
-    let (opened, _) = store::open(
-        &pool,
-        NewIncident {
-            title: "crash test".into(),
-            severity: "critical".into(),
-            assignee: None,
-            opened_by: "alice".into(),
-            workload_ids: vec![api],
-            finding_ids: vec![],
-            note: String::new(),
-            idempotency_key: None,
-        },
-    )
-    .await
-    .unwrap();
-    let (queued, _) = store::request_step(
-        &pool,
-        opened.id,
-        Step::Isolate,
-        StepRequest {
-            actor: "alice".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (opened, queued) = open_and_queue_isolation(&pool, api).await;
 
     // The dead server had claimed the action, saved the pre-state and labelled the pod, then
     // died before recording anything else.
