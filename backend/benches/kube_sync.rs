@@ -8,8 +8,10 @@
 //! policies change (evaluate, then sync the findings: bump, resolve, open).
 //!
 //! Run: `DATABASE_URL=postgres://… cargo bench --bench kube_sync` (the database server must
-//! accept `create database`; scratch databases are created and dropped). Under `cargo test`
+//! accept `create database`; the sync part's scratch database is dropped at the end, the
+//! posture part's `harbormaster_bench_kube_posture` is recreated on each run). Under `cargo test`
 //! (no `--bench`) only the posture part runs, on 500 workloads, when DATABASE_URL is set.
+//! `POSTURE_WORKLOADS=N` sets the posture part's size in both cases.
 
 mod common;
 
@@ -262,6 +264,14 @@ async fn posture_stored(workloads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The posture part's size: `POSTURE_WORKLOADS` from the environment, else `default`.
+fn posture_workloads(default: usize) -> usize {
+    std::env::var("POSTURE_WORKLOADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() -> std::process::ExitCode {
     let full = std::env::args().any(|a| a == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -274,12 +284,7 @@ fn main() -> std::process::ExitCode {
         if std::env::var("DATABASE_URL").is_err() {
             return std::process::ExitCode::SUCCESS;
         }
-        return match runtime.block_on(posture_stored(
-            std::env::var("HM_SMOKE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(500),
-        )) {
+        return match runtime.block_on(posture_stored(posture_workloads(500))) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("error: {err:#}");
@@ -289,7 +294,7 @@ fn main() -> std::process::ExitCode {
     }
     let run = async {
         run().await?;
-        posture_stored(POSTURE_WORKLOADS).await
+        posture_stored(posture_workloads(POSTURE_WORKLOADS)).await
     };
     match runtime.block_on(run) {
         Ok(()) => std::process::ExitCode::SUCCESS,
