@@ -15,7 +15,8 @@
 //!
 //! The scope of an evaluation is the whole workload (Kubernetes: the declared object, with its
 //! pod template, is evaluated as a whole; findings are keyed by container name, `''` for
-//! pod-level results) or one container (Docker: each container inspect document is evaluated on
+//! pod-level results; a live Pod changed after its creation adds its own FAILs keyed
+//! `pod/<pod>/<container>`, see [`crate::collect::kubernetes::posture`]) or one container (Docker: each container inspect document is evaluated on
 //! its own and every result of it is keyed by the container's name, so a batch carrying one
 //! replica of a Compose service leaves the other replicas' findings alone).
 //!

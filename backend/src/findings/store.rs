@@ -101,7 +101,8 @@ pub async fn sync_findings(
         let words: Vec<String> = levels.values().map(|l| l.as_str().to_string()).collect();
         sqlx::query!(
             r#"update workloads w set pss_level = t.level
-               from unnest($1::int8[], $2::text[]) as t(id, level) where w.id = t.id"#,
+               from unnest($1::int8[], $2::text[]) as t(id, level)
+               where w.id = t.id and w.pss_level is distinct from t.level"#,
             &ids,
             &words
         )

@@ -1,6 +1,7 @@
 //! Incident response: a case with a workflow ([`workflow`]), its timeline and action queue in
 //! PostgreSQL ([`store`]), and the actions on the engines behind [`IsolationDriver`]
-//! ([`docker`]; Kubernetes is not implemented yet).
+//! ([`docker`]: disconnect or pause containers; [`kubernetes`]: label pods into a deny-all
+//! NetworkPolicy).
 //!
 //! Isolate and restore are queued rows of `incident_actions`; the worker ([`spawn`]) executes
 //! them one at a time with [`try_execute_next_action`]. Every engine action is idempotent: the
@@ -9,6 +10,7 @@
 //! ([`store::recover_interrupted`]).
 
 pub mod docker;
+pub mod kubernetes;
 pub mod store;
 pub mod workflow;
 
@@ -32,8 +34,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// One instance an action acts on.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Target {
+    /// The incident acting (the Kubernetes quarantine label's value).
+    pub incident_id: i64,
     pub instance_id: i64,
     pub source_kind: String,
+    /// The source's name (the kubeconfig context, `in-cluster`, the Docker endpoint).
+    pub source_name: String,
     pub source_endpoint: String,
     /// Docker container id or Kubernetes pod uid.
     pub external_id: String,
@@ -96,13 +102,21 @@ pub struct Drivers {
 }
 
 impl Drivers {
-    /// The drivers the configuration allows: Docker always (clients are opened per endpoint
-    /// on first use).
+    /// The drivers the configuration allows: Docker always, Kubernetes for the clusters the
+    /// collector is configured for (clients are opened per endpoint or context on first use).
     pub fn from_config(config: &Config) -> Self {
         let mut drivers = Self::default();
         drivers.insert(
             "docker",
             Arc::new(docker::DockerDriver::new(config.docker_tls.clone())),
+        );
+        let clusters = crate::collect::kubernetes::watch::targets(config).unwrap_or_else(|err| {
+            tracing::error!(%err, "Kubernetes isolation is off");
+            Vec::new()
+        });
+        drivers.insert(
+            crate::collect::kubernetes::watch::SOURCE_KIND,
+            Arc::new(kubernetes::KubernetesDriver::new(clusters)),
         );
         drivers
     }
@@ -132,8 +146,7 @@ pub async fn try_execute_next_action(
         "restore" => restore(pool, drivers, action.incident_id).await?,
         other => Outcome {
             failures: vec![format!("{other} is not an engine action")],
-            results: Vec::new(),
-            touched: false,
+            ..Outcome::default()
         },
     };
     store::finish(pool, &action, &outcome).await?;
@@ -145,6 +158,8 @@ pub async fn try_execute_next_action(
 pub struct Outcome {
     pub results: Vec<Value>,
     pub failures: Vec<String>,
+    /// What succeeded but needs attention (another NetworkPolicy still selecting a pod).
+    pub warnings: Vec<String>,
     /// Some instance was (or had been) changed: the incident is isolated even when the action
     /// failed part-way, so restore can undo what was done.
     pub touched: bool,
@@ -199,6 +214,9 @@ async fn isolate(
             Ok(verification) => {
                 if !isolated {
                     store::mark_isolated(pool, target_id, &verification).await?;
+                }
+                if let Some(warning) = verification.get("warning").and_then(Value::as_str) {
+                    outcome.warnings.push(warning.to_string());
                 }
                 outcome.results.push(json!({
                     "instance": target.name,

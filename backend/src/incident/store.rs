@@ -519,7 +519,7 @@ pub async fn finish(pool: &PgPool, action: &Action, outcome: &Outcome) -> Result
             crate::auth::audit::Outcome::Failure
         },
         None,
-        json!({"action": action.id, "requested_by": action.actor, "instances": outcome.results.len(), "failures": outcome.failures}),
+        json!({"action": action.id, "requested_by": action.actor, "instances": outcome.results.len(), "failures": outcome.failures, "warnings": outcome.warnings}),
     )
     .await?;
     sqlx::query!(
@@ -528,7 +528,8 @@ pub async fn finish(pool: &PgPool, action: &Action, outcome: &Outcome) -> Result
            where id = $1"#,
         action.id,
         if succeeded { "succeeded" } else { "failed" },
-        json!({"instances": outcome.results, "failures": outcome.failures}),
+        json!({"instances": outcome.results, "failures": outcome.failures,
+               "warnings": outcome.warnings}),
         error,
         to,
     )
@@ -564,7 +565,8 @@ pub async fn recover_interrupted(pool: &PgPool) -> Result<u64, sqlx::Error> {
 pub async fn live_targets(pool: &PgPool, incident_id: i64) -> Result<Vec<Target>, sqlx::Error> {
     sqlx::query_as!(
         Target,
-        r#"select i.id as instance_id, s.kind as source_kind, s.endpoint as source_endpoint,
+        r#"select $1::int8 as "incident_id!", i.id as instance_id, s.kind as source_kind,
+                  s.name as source_name, s.endpoint as source_endpoint,
                   i.external_id, i.name, w.namespace
            from incident_workloads iw
            join workloads w on w.id = iw.workload_id
@@ -673,7 +675,7 @@ pub async fn unrestored_targets(
 ) -> Result<Vec<(i64, Target, Saved)>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select t.id, t.instance_id, t.driver, t.external_id, t.name, t.method, t.pre_state,
-                  s.endpoint, w.namespace
+                  s.name as source_name, s.endpoint, w.namespace
            from incident_targets t
            join instances i on i.id = t.instance_id
            join sources s on s.id = i.source_id
@@ -690,8 +692,10 @@ pub async fn unrestored_targets(
             (
                 row.id,
                 Target {
+                    incident_id,
                     instance_id: row.instance_id,
                     source_kind: row.driver,
+                    source_name: row.source_name,
                     source_endpoint: row.endpoint,
                     external_id: row.external_id,
                     name: row.name,
@@ -739,12 +743,13 @@ pub async fn add_evidence(
     Ok(())
 }
 
-/// What an isolation would touch, for the confirmation text: (instance, source kind, Docker
-/// network mode, networks attached) of every live instance.
+/// What an isolation would touch, for the confirmation text: every live instance with its
+/// source kind, namespace, and (Docker) network mode and networks attached.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct PlannedTarget {
     pub name: String,
     pub source_kind: String,
+    pub namespace: String,
     pub network_mode: Option<String>,
     pub networks: Vec<String>,
 }
@@ -753,20 +758,66 @@ pub async fn isolation_plan(
     pool: &PgPool,
     incident_id: i64,
 ) -> Result<Vec<PlannedTarget>, sqlx::Error> {
+    let workloads = sqlx::query_scalar!(
+        "select workload_id from incident_workloads where incident_id = $1",
+        incident_id
+    )
+    .fetch_all(pool)
+    .await?;
+    workloads_isolation_plan(pool, &workloads).await
+}
+
+/// [`isolation_plan`] for workloads before an incident exists (the workload page's button).
+pub async fn workloads_isolation_plan(
+    pool: &PgPool,
+    workload_ids: &[i64],
+) -> Result<Vec<PlannedTarget>, sqlx::Error> {
     sqlx::query_as!(
         PlannedTarget,
-        r#"select i.name, s.kind as source_kind,
+        r#"select i.name, s.kind as source_kind, w.namespace,
                   i.raw #>> '{HostConfig,NetworkMode}' as network_mode,
                   coalesce(array(select jsonb_object_keys(
                       coalesce(i.raw #> '{NetworkSettings,Networks}', '{}'::jsonb)) order by 1),
                       '{}') as "networks!"
-           from incident_workloads iw
-           join instances i on i.workload_id = iw.workload_id and i.removed_at is null
+           from workloads w
+           join instances i on i.workload_id = w.id and i.removed_at is null
            join sources s on s.id = i.source_id
-           where iw.incident_id = $1
+           where w.id = any($1)
            order by i.id"#,
-        incident_id
+        workload_ids
     )
     .fetch_all(pool)
+    .await
+}
+
+/// A finding an incident was opened from, with its workload and check.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LinkedFinding {
+    pub id: i64,
+    pub check_id: String,
+    pub container: String,
+    pub severity: String,
+    pub status: String,
+    pub message: String,
+    pub workload_id: i64,
+    pub workload_kind: String,
+    pub workload_namespace: String,
+    pub workload_name: String,
+}
+
+pub async fn linked_findings(
+    db: impl PgExecutor<'_>,
+    finding_ids: &[i64],
+) -> Result<Vec<LinkedFinding>, sqlx::Error> {
+    sqlx::query_as!(
+        LinkedFinding,
+        r#"select f.id, f.check_id, f.container, f.severity, f.status, f.message,
+                  w.id as workload_id, w.kind as workload_kind,
+                  w.namespace as workload_namespace, w.name as workload_name
+           from findings f join workloads w on w.id = f.workload_id
+           where f.id = any($1) order by f.id"#,
+        finding_ids
+    )
+    .fetch_all(db)
     .await
 }

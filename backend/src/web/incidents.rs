@@ -151,6 +151,22 @@ async fn audit_step<T>(
     Ok(())
 }
 
+/// Opens an incident and writes its audit row (`incident.open`), whatever the outcome.
+async fn open_audited(
+    state: &AppState,
+    principal: &Principal,
+    new: NewIncident,
+    details: Value,
+) -> Result<Result<(Incident, bool), IncidentError>, WebError> {
+    let result = store::open(&state.pool, new).await;
+    let target = match &result {
+        Ok((incident, _)) => format!("incident {}", incident.id),
+        Err(_) => "incident (new)".to_string(),
+    };
+    audit_step(state, principal, "incident.open", &target, &result, details).await?;
+    Ok(result)
+}
+
 async fn open_incident(
     State(state): State<AppState>,
     RequireRole { principal, .. }: RequireRole<Responder>,
@@ -164,8 +180,9 @@ async fn open_incident(
         "workloads": request.workload_ids,
         "findings": request.finding_ids,
     });
-    let result = store::open(
-        &state.pool,
+    let result = open_audited(
+        &state,
+        &principal,
         NewIncident {
             title: request.title,
             severity: request.severity,
@@ -176,18 +193,6 @@ async fn open_incident(
             note: request.notes,
             idempotency_key: key,
         },
-    )
-    .await;
-    let target = match &result {
-        Ok((incident, _)) => format!("incident {}", incident.id),
-        Err(_) => "incident (new)".to_string(),
-    };
-    audit_step(
-        &state,
-        &principal,
-        "incident.open",
-        &target,
-        &result,
         details,
     )
     .await?;
@@ -327,6 +332,8 @@ pub const PAGE_POLICIES: &[RoutePolicy] = &[
     RoutePolicy::role(Method::POST, "/incidents", Role::Responder),
     RoutePolicy::role(Method::GET, "/incidents/{id}", Role::Viewer),
     RoutePolicy::role(Method::POST, "/incidents/{id}/{step}", Role::Responder),
+    RoutePolicy::role(Method::GET, "/workloads/{id}/isolate", Role::Responder),
+    RoutePolicy::role(Method::POST, "/workloads/{id}/isolate", Role::Responder),
 ];
 
 pub fn page_router() -> Router<AppState> {
@@ -334,6 +341,10 @@ pub fn page_router() -> Router<AppState> {
         .route("/incidents", get(incidents_page).post(open_incident_form))
         .route("/incidents/{id}", get(incident_page))
         .route("/incidents/{id}/{step}", post(step_incident_form))
+        .route(
+            "/workloads/{id}/isolate",
+            get(isolate_workload_page).post(isolate_workload_form),
+        )
 }
 
 fn time(at: &DateTime<Utc>) -> String {
@@ -391,8 +402,9 @@ async fn open_incident_form(
 ) -> Result<Redirect, WebError> {
     let workload_ids = ids(&form.workloads)?;
     let details = serde_json::json!({"severity": form.severity, "workloads": workload_ids});
-    let result = store::open(
-        &state.pool,
+    let result = open_audited(
+        &state,
+        &principal,
         NewIncident {
             title: form.title,
             severity: form.severity,
@@ -403,18 +415,6 @@ async fn open_incident_form(
             note: form.notes,
             idempotency_key: form.idempotency_key.filter(|key| !key.is_empty()),
         },
-    )
-    .await;
-    let target = match &result {
-        Ok((incident, _)) => format!("incident {}", incident.id),
-        Err(_) => "incident (new)".to_string(),
-    };
-    audit_step(
-        &state,
-        &principal,
-        "incident.open",
-        &target,
-        &result,
         details,
     )
     .await?;
@@ -470,6 +470,10 @@ struct IncidentPage {
     targets: Vec<TargetRow>,
     evidence: Vec<EvidenceRow>,
     buttons: Vec<StepButton>,
+    /// Warnings of the engine actions (other NetworkPolicies still selecting a pod).
+    warnings: Vec<String>,
+    /// The findings the incident was opened from, with their workload and check.
+    findings: Vec<store::LinkedFinding>,
     can_respond: bool,
     can_override: bool,
     /// Who owned the affected workloads when the incident was opened.
@@ -479,17 +483,37 @@ struct IncidentPage {
     idempotency_key: String,
 }
 
-/// Exactly what isolation will do to each instance.
-pub fn isolate_confirmation(plan: &[store::PlannedTarget]) -> String {
+/// Exactly what isolation will do to each instance. `incident` is the label value Kubernetes
+/// pods get (`None` before the incident exists).
+pub fn isolate_confirmation(plan: &[store::PlannedTarget], incident: Option<i64>) -> String {
+    use crate::incident::kubernetes::{POLICY_NAME, QUARANTINE_LABEL};
     if plan.is_empty() {
         return "The affected workloads have no live instance: isolation will fail and change nothing.".into();
     }
+    let value = incident.map_or_else(
+        || "<the new incident's id>".to_string(),
+        |id| id.to_string(),
+    );
     let mut lines = vec![format!("Isolate {} instance(s):", plan.len())];
+    let mut namespaces: Vec<&str> = Vec::new();
     for target in plan {
         let mode = target.network_mode.as_deref().unwrap_or("default");
-        let line = if target.source_kind != "docker" {
+        let line = if target.source_kind == "kubernetes" {
+            let namespace = if target.namespace.is_empty() {
+                "default"
+            } else {
+                &target.namespace
+            };
+            if !namespaces.contains(&namespace) {
+                namespaces.push(namespace);
+            }
             format!(
-                "- {}: {} instances cannot be isolated yet (not implemented).",
+                "- pod {} in namespace {namespace}: labelled {QUARANTINE_LABEL}={value} (a label it had is saved and put back on restore); its containers keep running.",
+                target.name
+            )
+        } else if target.source_kind != "docker" {
+            format!(
+                "- {}: {} instances cannot be isolated (no driver).",
                 target.name, target.source_kind
             )
         } else if mode == "host" || mode == "none" || mode.starts_with("container:") {
@@ -503,10 +527,26 @@ pub fn isolate_confirmation(plan: &[store::PlannedTarget]) -> String {
         };
         lines.push(line);
     }
-    lines.push(
-        "Evidence is captured: inspect JSON, process list, filesystem diff, last 500 log lines."
-            .into(),
-    );
+    for namespace in &namespaces {
+        lines.push(format!(
+            "- namespace {namespace}: the NetworkPolicy {POLICY_NAME} (pods with {QUARANTINE_LABEL}; policy types Ingress and Egress; no rule, so no traffic in or out) is created unless it exists. It is deleted on restore once no pod of the namespace is quarantined."
+        ));
+    }
+    if !namespaces.is_empty() {
+        lines.push("Other NetworkPolicies selecting these pods still apply (policies add up: their allow rules still let traffic through); they are recorded as warnings on the incident.".into());
+    }
+    if plan.iter().any(|t| t.source_kind == "docker") {
+        lines.push(
+            "Evidence is captured: inspect JSON, process list, filesystem diff, last 500 log lines."
+                .into(),
+        );
+    }
+    if !namespaces.is_empty() {
+        lines.push(
+            "Evidence is captured for each pod: its JSON (secret values removed), the last 500 log lines of each container."
+                .into(),
+        );
+    }
     lines.join("\n")
 }
 
@@ -521,6 +561,18 @@ fn restore_confirmation(targets: &[TargetSummary], overridden: bool) -> String {
     for target in targets.iter().filter(|t| t.restored_at.is_none()) {
         if target.method == "pause" {
             lines.push(format!("- {}: unpaused.", target.name));
+        } else if target.method == crate::incident::kubernetes::METHOD {
+            let label = match target.pre_state["label"].as_str() {
+                Some(value) => format!("set back to {value}"),
+                None => "removed".to_string(),
+            };
+            lines.push(format!(
+                "- pod {}: the label {} {label}; the NetworkPolicy {} is deleted once no pod of {} is quarantined.",
+                target.name,
+                crate::incident::kubernetes::QUARANTINE_LABEL,
+                crate::incident::kubernetes::POLICY_NAME,
+                target.pre_state["namespace"].as_str().unwrap_or("the namespace"),
+            ));
         } else {
             lines.push(format!(
                 "- {}: reconnected to {} with the same aliases and addresses.",
@@ -586,7 +638,7 @@ async fn incident_page(
         let (label, confirm, danger) = match step {
             Step::Isolate => (
                 "Isolate",
-                isolate_confirmation(&store::isolation_plan(&state.pool, id).await?),
+                isolate_confirmation(&store::isolation_plan(&state.pool, id).await?, Some(id)),
                 true,
             ),
             Step::Restore => ("Restore", restore_confirmation(&targets, false), true),
@@ -618,6 +670,17 @@ async fn incident_page(
     let in_progress = actions
         .iter()
         .any(|a| a.status == "queued" || a.status == "running");
+    let mut warnings: Vec<String> = Vec::new();
+    for action in &actions {
+        for warning in action.result["warnings"].as_array().into_iter().flatten() {
+            if let Some(text) = warning.as_str() {
+                if !warnings.iter().any(|w| w == text) {
+                    warnings.push(text.to_string());
+                }
+            }
+        }
+    }
+    let findings = store::linked_findings(&state.pool, &incident.finding_ids).await?;
     render(&IncidentPage {
         can_respond: ctx.can(Role::Responder),
         ctx: ctx.titled(format!("Incident {id}")).active("/incidents"),
@@ -652,7 +715,14 @@ async fn incident_page(
             .map(|t| TargetRow {
                 name: t.name.clone(),
                 method: t.method.clone(),
-                networks: networks_of(t),
+                networks: if t.method == crate::incident::kubernetes::METHOD {
+                    match t.pre_state["label"].as_str() {
+                        Some(value) => format!("label was {value}"),
+                        None => "no quarantine label before".to_string(),
+                    }
+                } else {
+                    networks_of(t)
+                },
                 isolated: t.isolated_at.as_ref().map(time).unwrap_or_default(),
                 restored: t.restored_at.as_ref().map(time).unwrap_or_default(),
             })
@@ -670,6 +740,8 @@ async fn incident_page(
             })
             .collect(),
         buttons,
+        warnings,
+        findings,
         can_override,
         in_progress,
         idempotency_key: uuid::Uuid::new_v4().to_string(),
@@ -731,6 +803,127 @@ async fn step_incident_form(
     .await?;
     result?;
     Ok(Redirect::to(&format!("/incidents/{id}")))
+}
+
+/// The workload's `Isolate…` confirmation: exactly what will happen, and the form that opens an
+/// incident and queues its isolation.
+#[derive(Template)]
+#[template(path = "workload_isolate.html")]
+struct IsolateWorkloadPage {
+    ctx: PageContext,
+    workload: store::AffectedWorkload,
+    confirmation: String,
+    instances: usize,
+    title: String,
+    idempotency_key: String,
+}
+
+impl IsolateWorkloadPage {
+    fn display_name(&self) -> String {
+        let w = &self.workload;
+        if w.namespace.is_empty() {
+            w.name.clone()
+        } else {
+            format!("{}/{}", w.namespace, w.name)
+        }
+    }
+}
+
+async fn affected_workload(state: &AppState, id: i64) -> Result<store::AffectedWorkload, WebError> {
+    sqlx::query_as!(
+        store::AffectedWorkload,
+        "select id, kind, namespace, name from workloads where id = $1",
+        id
+    )
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| WebError::NotFound(format!("there is no workload {id}")))
+}
+
+async fn isolate_workload_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Html<String>, WebError> {
+    let workload = affected_workload(&state, id).await?;
+    let plan = store::workloads_isolation_plan(&state.pool, &[id]).await?;
+    let page = IsolateWorkloadPage {
+        ctx: ctx
+            .titled(format!("Isolate {}", workload.name))
+            .active("/workloads"),
+        confirmation: isolate_confirmation(&plan, None),
+        instances: plan.len(),
+        title: format!("Isolation of {} {}", workload.kind, workload.name),
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        workload,
+    };
+    render(&page)
+}
+
+#[derive(Debug, Deserialize)]
+struct IsolateWorkloadForm {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// Opens an incident for the workload and queues its isolation; a repeated submit (same key)
+/// opens and isolates once.
+async fn isolate_workload_form(
+    State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Responder>,
+    Path(id): Path<i64>,
+    Form(form): Form<IsolateWorkloadForm>,
+) -> Result<Redirect, WebError> {
+    let key = non_blank(form.idempotency_key);
+    let details =
+        serde_json::json!({"severity": form.severity, "workloads": [id], "from": "workload page"});
+    let result = open_audited(
+        &state,
+        &principal,
+        NewIncident {
+            title: form.title,
+            severity: form.severity,
+            assignee: None,
+            opened_by: principal.name.clone(),
+            workload_ids: vec![id],
+            finding_ids: Vec::new(),
+            note: form.note.clone(),
+            idempotency_key: key.clone(),
+        },
+        details,
+    )
+    .await?;
+    let (incident, _) = result?;
+    let result = store::request_step(
+        &state.pool,
+        incident.id,
+        Step::Isolate,
+        StepRequest {
+            actor: principal.name.clone(),
+            note: form.note,
+            idempotency_key: key.map(|k| format!("{k}-isolate")),
+            by_admin: principal.can(Role::Admin),
+            ..StepRequest::default()
+        },
+    )
+    .await;
+    audit_step(
+        &state,
+        &principal,
+        "incident.isolate",
+        &format!("incident {}", incident.id),
+        &result,
+        serde_json::json!({"from": "workload page", "workload": id}),
+    )
+    .await?;
+    result?;
+    Ok(Redirect::to(&format!("/incidents/{}", incident.id)))
 }
 
 fn render(template: &impl Template) -> Result<Html<String>, WebError> {

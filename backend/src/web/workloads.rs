@@ -469,6 +469,8 @@ pub struct WorkloadDetailPage {
     events: Vec<super::events::EventRow>,
     owner_history: Vec<crate::ownership::store::HistoryEntry>,
     teams: Vec<crate::ownership::Team>,
+    /// A responder may isolate a workload with running instances (`Isolate…`).
+    can_isolate: bool,
 }
 
 impl WorkloadDetailPage {
@@ -534,7 +536,9 @@ async fn get_workload_page(
             .then(a.finding.container.cmp(&b.finding.container))
     });
     let today = now.date_naive();
+    let can_isolate = ctx.can(Role::Responder) && detail.workload.instances_running > 0;
     let page = WorkloadDetailPage {
+        can_isolate,
         findings,
         findings_truncated: recorded.next.is_some(),
         can_request: ctx.can(Role::Responder),

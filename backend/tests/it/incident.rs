@@ -149,7 +149,12 @@ async fn workload_id(pool: &PgPool, name: &str) -> i64 {
         .unwrap_or_else(|err| panic!("workload {name} is collected: {err}"))
 }
 
-async fn post(app: &Browser, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+pub(crate) async fn post(
+    app: &Browser,
+    path: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
     let mut request = app.request(reqwest::Method::POST, path).json(&body);
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
@@ -163,8 +168,42 @@ async fn get(app: &Browser, path: &str) -> Value {
     app.get(path).await.json().await.unwrap()
 }
 
+/// Opens an incident for the workload (as alice) and queues its isolation, without a server.
+pub(crate) async fn open_and_queue_isolation(
+    pool: &PgPool,
+    workload: i64,
+) -> (store::Incident, store::Action) {
+    let (opened, _) = store::open(
+        pool,
+        store::NewIncident {
+            title: "crash test".into(),
+            severity: "critical".into(),
+            assignee: None,
+            opened_by: "alice".into(),
+            workload_ids: vec![workload],
+            finding_ids: vec![],
+            note: String::new(),
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (queued, _) = store::request_step(
+        pool,
+        opened.id,
+        Step::Isolate,
+        StepRequest {
+            actor: "alice".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (opened, queued)
+}
+
 /// Waits until the worker finished the action; returns it.
-async fn finished(app: &Browser, incident: i64, action: i64) -> Value {
+pub(crate) async fn finished(app: &Browser, incident: i64, action: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let action = get(
@@ -521,32 +560,7 @@ async fn an_isolation_a_dead_server_left_half_done_is_resumed_and_still_restores
     );
     collect(&pool).await;
     let workload = workload_id(&pool, &target).await;
-    let (opened, _) = store::open(
-        &pool,
-        store::NewIncident {
-            title: "crash test".into(),
-            severity: "critical".into(),
-            assignee: None,
-            opened_by: "alice".into(),
-            workload_ids: vec![workload],
-            finding_ids: vec![],
-            note: String::new(),
-            idempotency_key: None,
-        },
-    )
-    .await
-    .unwrap();
-    let (queued, _) = store::request_step(
-        &pool,
-        opened.id,
-        Step::Isolate,
-        StepRequest {
-            actor: "alice".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (opened, queued) = open_and_queue_isolation(&pool, workload).await;
 
     // The dead server had claimed the action, saved the pre-state and disconnected, then died.
     let claimed = store::claim_next(&pool).await.unwrap().unwrap();

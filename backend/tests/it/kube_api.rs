@@ -2,7 +2,10 @@
 //! (`limit` / `continue`, `resourceVersion`) and chunked WATCH (ADDED, MODIFIED, DELETED,
 //! BOOKMARK, and an in-stream `410 Gone`), so the real `kube` client and watchers run unchanged.
 //! The objects are changed from the test; each change gets the next resource version and is
-//! sent to the open watches.
+//! sent to the open watches. One object can be read (GET), patched (PATCH with a JSON merge
+//! patch), created (POST: 201, or 409 `AlreadyExists`) and deleted (DELETE; 404 `NotFound`),
+//! and a namespace's objects listed with a `labelSelector`, as the incident driver does; these
+//! requests are recorded ([`FakeCluster::calls`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -11,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
@@ -111,6 +114,24 @@ struct Store {
     forbidden: Vec<&'static str>,
     /// Whether the watches asked for bookmarks.
     bookmarks_asked: bool,
+    /// Every write request (PATCH, POST, DELETE) and every namespaced GET, in order.
+    calls: Vec<Call>,
+}
+
+/// One request the server received besides LIST and WATCH of whole kinds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// `GET`, `POST`, `PATCH`, `DELETE`.
+    pub method: String,
+    pub kind: &'static str,
+    pub namespace: String,
+    /// The object's name (`""` for a create or a namespaced LIST).
+    pub name: String,
+    /// The `Content-Type` of a PATCH (`application/merge-patch+json`, …).
+    pub content_type: String,
+    pub body: Value,
+    /// The status code answered.
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -278,6 +299,23 @@ impl FakeCluster {
         self.store.lock().unwrap().bookmarks_asked
     }
 
+    /// The object as stored now.
+    pub fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let resource = resource_of_kind(kind);
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .get(resource.kind)
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())))
+            .cloned()
+    }
+
+    /// The write requests (and namespaced GETs) received so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.store.lock().unwrap().calls.clone()
+    }
+
     /// How many requests of a kind were served ("LIST Pod", "WATCH Deployment").
     pub fn requests(&self, what: &str) -> usize {
         self.store
@@ -300,17 +338,82 @@ pub fn write_kubeconfig(dir: &Path, name: &str, server: &str) -> PathBuf {
     path
 }
 
-fn parse_path(path: &str) -> Option<Resource> {
+/// What a path addresses: a resource, in one namespace or all, one object or the collection.
+#[derive(Debug, Clone)]
+struct Target {
+    resource: Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (api_version, plural) = match parts.as_slice() {
-        ["api", "v1", plural] => ("v1".to_string(), *plural),
-        ["apis", group, version, plural] => (format!("{group}/{version}"), *plural),
+    let (api_version, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("v1".to_string(), rest),
+        ["apis", group, version, rest @ ..] => (format!("{group}/{version}"), rest),
         _ => return None,
     };
-    RESOURCES
+    let (namespace, plural, name) = match rest {
+        [plural] => (None, *plural, None),
+        ["namespaces", namespace, plural] => (Some(namespace.to_string()), *plural, None),
+        ["namespaces", namespace, plural, name] => {
+            (Some(namespace.to_string()), *plural, Some(name.to_string()))
+        }
+        _ => return None,
+    };
+    let resource = RESOURCES
         .iter()
         .find(|r| r.plural == plural && r.api_version == api_version)
-        .copied()
+        .copied()?;
+    Some(Target {
+        resource,
+        namespace,
+        name,
+    })
+}
+
+/// Whether `labels` match a label selector of `key`, `!key`, `key=value` or `key!=value`
+/// terms separated by commas.
+fn selector_matches(selector: &str, labels: &Value) -> bool {
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|term| !term.is_empty())
+        .all(|term| {
+            if let Some((key, value)) = term.split_once("!=") {
+                labels[key.trim()].as_str() != Some(value.trim())
+            } else if let Some((key, value)) = term.split_once('=') {
+                let key = key.trim().trim_end_matches('=');
+                labels[key].as_str() == Some(value.trim())
+            } else if let Some(key) = term.strip_prefix('!') {
+                labels.get(key.trim()).is_none()
+            } else {
+                labels.get(term).is_some()
+            }
+        })
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let map = target.as_object_mut().expect("an object");
+    for (key, value) in patch {
+        if value.is_null() {
+            map.remove(key);
+        } else {
+            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+fn answer(code: StatusCode, body: Value) -> Response {
+    (code, axum::Json(body)).into_response()
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Value {
@@ -320,10 +423,13 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
 
 async fn serve(
     State(cluster): State<FakeCluster>,
+    method: Method,
+    headers: HeaderMap,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
 ) -> Response {
-    let Some(resource) = parse_path(uri.path()) else {
+    let Some(target) = parse_path(uri.path()) else {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(status(
@@ -334,6 +440,7 @@ async fn serve(
         )
             .into_response();
     };
+    let resource = target.resource;
     if cluster
         .store
         .lock()
@@ -352,10 +459,152 @@ async fn serve(
             .into_response();
     }
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
-    if watching {
-        watch(cluster, resource, &query)
+    if method == Method::GET && target.name.is_none() && target.namespace.is_none() {
+        return if watching {
+            watch(cluster, resource, &query)
+        } else {
+            list(&cluster, resource, &query)
+        };
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body: Value = if body.is_empty() {
+        Value::Null
     } else {
-        list(&cluster, resource, &query)
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let name = target.name.clone().unwrap_or_default();
+    let response = write(&cluster, &method, &target, &content_type, &body, &query);
+    cluster.store.lock().unwrap().calls.push(Call {
+        method: method.to_string(),
+        kind: resource.kind,
+        namespace,
+        name,
+        content_type,
+        body,
+        status: response.0.as_u16(),
+    });
+    answer(response.0, response.1)
+}
+
+fn not_found(resource: Resource, name: &str) -> (StatusCode, Value) {
+    let message = format!(
+        "{}.{} \"{name}\" not found",
+        resource.plural,
+        group_of(resource)
+    );
+    let mut body = status(404, "NotFound", &message);
+    body["details"] = json!({"name": name, "kind": resource.plural});
+    (StatusCode::NOT_FOUND, body)
+}
+
+fn group_of(resource: Resource) -> &'static str {
+    resource
+        .api_version
+        .split_once('/')
+        .map_or("", |(group, _)| group)
+}
+
+/// GET of one object or of a namespace's objects, PATCH, POST and DELETE, as the API server
+/// answers them (the created, patched or deleted object; `Status` objects for errors). Changes
+/// reach the open watches.
+fn write(
+    cluster: &FakeCluster,
+    method: &Method,
+    target: &Target,
+    content_type: &str,
+    body: &Value,
+    query: &HashMap<String, String>,
+) -> (StatusCode, Value) {
+    let resource = target.resource;
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let stored = |name: &str| {
+        cluster
+            .store
+            .lock()
+            .unwrap()
+            .objects
+            .get(resource.kind)
+            .and_then(|m| m.get(&(namespace.clone(), name.to_string())))
+            .cloned()
+    };
+    match (method.as_str(), &target.name) {
+        ("GET", None) => {
+            let selector = query.get("labelSelector").cloned().unwrap_or_default();
+            let store = cluster.store.lock().unwrap();
+            let items: Vec<Value> = store
+                .objects
+                .get(resource.kind)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter(|o| o["metadata"]["namespace"].as_str() == Some(namespace.as_str()))
+                .filter(|o| selector_matches(&selector, &o["metadata"]["labels"]))
+                .cloned()
+                .collect();
+            let list = json!({"kind": format!("{}List", resource.kind),
+                "apiVersion": resource.api_version,
+                "metadata": {"resourceVersion": store.rv.to_string()}, "items": items});
+            (StatusCode::OK, list)
+        }
+        ("GET", Some(name)) => match stored(name) {
+            Some(object) => (StatusCode::OK, object),
+            None => not_found(resource, name),
+        },
+        ("PATCH", Some(name)) => {
+            let Some(mut object) = stored(name) else {
+                return not_found(resource, name);
+            };
+            if !content_type.starts_with("application/merge-patch+json")
+                && !content_type.starts_with("application/strategic-merge-patch+json")
+            {
+                let message = format!("the patch type {content_type} is not served here");
+                return (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    status(415, "UnsupportedMediaType", &message),
+                );
+            }
+            merge_patch(&mut object, body);
+            cluster.apply(object);
+            (StatusCode::OK, stored(name).expect("just written"))
+        }
+        ("POST", None) => {
+            let mut object = body.clone();
+            let Some(name) = object["metadata"]["name"].as_str().map(String::from) else {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    status(422, "Invalid", "metadata.name: Required value"),
+                );
+            };
+            if stored(&name).is_some() {
+                let message = format!(
+                    "{}.{} \"{name}\" already exists",
+                    resource.plural,
+                    group_of(resource)
+                );
+                let mut body = status(409, "AlreadyExists", &message);
+                body["details"] = json!({"name": name, "kind": resource.plural});
+                return (StatusCode::CONFLICT, body);
+            }
+            object["kind"] = json!(resource.kind);
+            object["metadata"]["namespace"] = json!(namespace);
+            cluster.apply(object);
+            (StatusCode::CREATED, stored(&name).expect("just written"))
+        }
+        ("DELETE", Some(name)) => match stored(name) {
+            Some(object) => {
+                cluster.delete(resource.kind, &namespace, name);
+                (StatusCode::OK, object)
+            }
+            None => not_found(resource, name),
+        },
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            status(405, "MethodNotAllowed", "the method is not served here"),
+        ),
     }
 }
 
@@ -543,7 +792,7 @@ pub mod objects {
                "spec": {"template": template(image)}})
     }
 
-    /// A ready, running Pod owned by `owner_kind/owner`.
+    /// A ready, running Pod owned by `owner_kind/owner`, labelled like the templates.
     pub fn pod(
         namespace: &str,
         name: &str,
@@ -553,7 +802,7 @@ pub mod objects {
         digest: &str,
     ) -> Value {
         json!({"kind": "Pod",
-               "metadata": {"name": name, "namespace": namespace,
+               "metadata": {"name": name, "namespace": namespace, "labels": {"app": "web"},
                             "ownerReferences": [{"apiVersion": "v1", "kind": owner_kind,
                                                  "name": owner, "uid": format!("uid-{owner}"),
                                                  "controller": true}]},

@@ -683,3 +683,217 @@ async fn the_server_collects_the_kubeconfig_contexts_in_the_background(pool: PgP
     assert_eq!(stage.as_deref(), Some("run"));
     app.stop().await.unwrap();
 }
+
+/// (check, container, status) of every finding of the source's workloads, oldest first.
+async fn findings_of(pool: &PgPool, source: i64) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "select f.check_id, f.container, f.status from findings f
+         join workloads w on w.id = f.workload_id where w.source_id = $1 order by f.id",
+    )
+    .bind(source)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn finding_is(
+    findings: &[(String, String, String)],
+    check: &str,
+    container: &str,
+    status: &str,
+) -> bool {
+    findings
+        .iter()
+        .rev()
+        .find(|(c, k, _)| c == check && k == container)
+        .is_some_and(|(_, _, s)| s == status)
+}
+
+impl Harness {
+    /// Steps the watchers until `done` holds on the findings (10 s at most).
+    async fn step_until_findings(
+        &mut self,
+        what: &str,
+        done: impl Fn(&[(String, String, String)]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let findings = findings_of(&self.pool, self.source).await;
+            if done(&findings) {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, self.watch.step()).await {
+                Err(_) => panic!("timed out waiting for {what}; findings: {findings:#?}"),
+                Ok(Err(err)) => panic!("writing failed: {err}"),
+                Ok(Ok(Step::Ended)) => panic!("the watch ended"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+fn service_account(namespace: &str, name: &str, automount: Option<bool>) -> serde_json::Value {
+    let mut account = serde_json::json!({"kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace}});
+    if let Some(automount) = automount {
+        account["automountServiceAccountToken"] = serde_json::json!(automount);
+    }
+    account
+}
+
+fn deny_all(namespace: &str, name: &str, selector: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"podSelector": selector, "policyTypes": ["Ingress", "Egress"]}})
+}
+
+fn web_cluster(cluster: &FakeCluster) {
+    cluster.apply_all([
+        namespace("shop"),
+        deployment("shop", "web", "shop/web:1", Rollout::settled(1, 1)),
+        replica_set("shop", "web-1", "web", 1, "shop/web:1"),
+        pod("shop", "web-1-a", "ReplicaSet", "web-1", "shop/web:1", A),
+    ]);
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn network_policies_and_service_accounts_added_through_the_watch_resolve_the_findings(
+    pool: PgPool,
+) {
+    let cluster = FakeCluster::start().await;
+    web_cluster(&cluster);
+    cluster.apply(service_account("shop", "default", None));
+    let mut h = start(&pool, cluster).await;
+
+    // The policies are listed: none in the namespace is a FAIL, not UNKNOWN; the default
+    // ServiceAccount leaves the token mounted.
+    h.step_until_findings("the first findings", |f| {
+        finding_is(f, "net.no_network_policy", "", "open")
+            && finding_is(f, "sa.token_automount", "", "open")
+    })
+    .await;
+
+    // A deny-all policy selecting the pods arrives through the watch.
+    h.cluster.apply(deny_all(
+        "shop",
+        "deny-web",
+        serde_json::json!({"matchLabels": {"app": "web"}}),
+    ));
+    h.step_until_findings("the policy finding fixed", |f| {
+        finding_is(f, "net.no_network_policy", "", "resolved")
+    })
+    .await;
+    let reason: String = sqlx::query_scalar(
+        "select resolved_reason from findings where check_id = 'net.no_network_policy'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(reason, "fixed");
+    assert!(finding_is(
+        &findings_of(&pool, h.source).await,
+        "sa.token_automount",
+        "",
+        "open"
+    ));
+
+    // The ServiceAccount stops mounting its token.
+    h.cluster
+        .apply(service_account("shop", "default", Some(false)));
+    h.step_until_findings("the token finding fixed", |f| {
+        finding_is(f, "sa.token_automount", "", "resolved")
+    })
+    .await;
+
+    // The policy is removed: the workload is evaluated again and fails again.
+    h.cluster.delete("NetworkPolicy", "shop", "deny-web");
+    h.step_until_findings("the policy finding open again", |f| {
+        finding_is(f, "net.no_network_policy", "", "open")
+            && f.iter()
+                .filter(|(c, _, _)| c == "net.no_network_policy")
+                .count()
+                == 2
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn unreadable_network_policies_leave_the_check_unknown(pool: PgPool) {
+    let cluster = FakeCluster::start().await;
+    web_cluster(&cluster);
+    cluster.forbid("NetworkPolicy");
+    let mut h = start(&pool, cluster).await;
+    h.step_until("the workload", |rows, _| {
+        has(rows, "Deployment", "web", "run", 1, 1)
+    })
+    .await;
+    let findings = findings_of(&pool, h.source).await;
+    assert!(
+        !findings
+            .iter()
+            .any(|(c, _, _)| c == "net.no_network_policy"),
+        "{findings:?}"
+    );
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_live_pod_changed_after_its_creation_is_evaluated_and_its_findings_name_the_pod(
+    pool: PgPool,
+) {
+    let cluster = FakeCluster::start().await;
+    web_cluster(&cluster);
+    cluster.apply(pod(
+        "shop",
+        "web-1-b",
+        "ReplicaSet",
+        "web-1",
+        "shop/web:1",
+        A,
+    ));
+    let mut h = start(&pool, cluster).await;
+    h.step_until("two pods", |_, pods| pods.len() == 2).await;
+    let before = findings_of(&pool, h.source).await;
+    assert!(
+        !before.iter().any(|(_, k, _)| k.starts_with("pod/")),
+        "pods as their template have no findings of their own: {before:?}"
+    );
+
+    // Someone attaches a privileged debug container to one pod.
+    let mut debugged = pod("shop", "web-1-b", "ReplicaSet", "web-1", "shop/web:1", A);
+    debugged["spec"]["ephemeralContainers"] = serde_json::json!([{"name": "debugger",
+        "image": "busybox:1", "securityContext": {"privileged": true}}]);
+    h.cluster.apply(debugged);
+    h.step_until_findings("the live pod's finding", |f| {
+        finding_is(f, "priv.privileged", "pod/web-1-b/debugger", "open")
+    })
+    .await;
+    let (message, severity): (String, String) = sqlx::query_as(
+        "select message, severity from findings where container = 'pod/web-1-b/debugger'
+         and check_id = 'priv.privileged'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(message.starts_with("live pod web-1-b: "), "{message}");
+    assert_eq!(severity, "critical");
+    let findings = findings_of(&pool, h.source).await;
+    assert!(
+        !findings
+            .iter()
+            .any(|(_, k, _)| k.starts_with("pod/web-1-a")),
+        "the unchanged pod has none: {findings:?}"
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|(c, k, _)| c == "secrets.env_literal" && k.starts_with("pod/")),
+        "what the template already fails is not repeated per pod: {findings:?}"
+    );
+
+    // The pod is replaced by one as its template: the finding is resolved.
+    h.cluster.delete("Pod", "shop", "web-1-b");
+    h.step_until_findings("the live pod's finding resolved", |f| {
+        finding_is(f, "priv.privileged", "pod/web-1-b/debugger", "resolved")
+    })
+    .await;
+}

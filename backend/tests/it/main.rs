@@ -9,6 +9,7 @@ mod docker;
 mod findings;
 mod foundation;
 mod incident;
+mod incident_kube;
 mod inventory;
 mod kubernetes;
 mod notify;

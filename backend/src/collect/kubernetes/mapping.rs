@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::inventory::redact;
 use crate::inventory::{InstanceRecord, WorkloadKey, WorkloadRecord};
 use crate::lifecycle::Observation;
+use crate::posture::{Context, NetworkPolicy, ServiceAccountFacts};
 
 /// The annotation the kubelet puts on the API copy of a static Pod.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -114,6 +115,8 @@ type ObjectKey = (String, String);
 #[derive(Debug, Default, Clone)]
 pub struct Objects {
     by_kind: BTreeMap<Kind, HashMap<ObjectKey, Value>>,
+    /// Kinds whose complete list was read (a relist): that none of them exists is known.
+    listed: BTreeSet<Kind>,
 }
 
 fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
@@ -169,6 +172,7 @@ impl Objects {
 
     /// Replaces every object of a kind (a complete relist).
     pub fn replace_kind(&mut self, kind: Kind, objects: Vec<Value>) {
+        self.listed.insert(kind);
         self.by_kind.remove(&kind);
         let entry = self.by_kind.entry(kind).or_default();
         for object in objects {
@@ -185,6 +189,17 @@ impl Objects {
         }
     }
 
+    /// The kind cannot be read (any more): what is known of it is not complete.
+    pub fn mark_unlisted(&mut self, kind: Kind) {
+        self.listed.remove(&kind);
+    }
+
+    /// Whether every object of the kind is known: it was listed completely, or (a set of files)
+    /// some object of it was given.
+    pub fn known(&self, kind: Kind) -> bool {
+        self.listed.contains(&kind) || self.count(kind) > 0
+    }
+
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Value> {
         self.by_kind
             .get(&kind)?
@@ -195,7 +210,7 @@ impl Objects {
         self.by_kind.get(&kind).map_or(0, HashMap::len)
     }
 
-    fn iter(&self, kind: Kind) -> impl Iterator<Item = &Value> {
+    pub fn iter(&self, kind: Kind) -> impl Iterator<Item = &Value> {
         self.by_kind.get(&kind).into_iter().flat_map(|m| m.values())
     }
 
@@ -220,12 +235,91 @@ pub struct MappedWorkload {
     /// first pod when no controller is known), NOT redacted (the secret checks read values).
     /// Never stored: only what the checks report (names, pointers) is.
     pub posture_object: Option<Value>,
+    /// Live Pods of a controller whose spec differs from the controller's template (an
+    /// ephemeral container, a patched pod): evaluated on their own (CHECKS.md E21). Not
+    /// redacted, never stored.
+    pub live_pods: Vec<Value>,
+    /// The ServiceAccount the pods run as.
+    pub service_account: String,
+}
+
+/// What the posture checks know of a cluster besides each workload: its NetworkPolicies and
+/// ServiceAccounts by namespace, `None` when the kind is not known (not listed yet, not
+/// readable, not among the files).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts {
+    pub network_policies: Option<HashMap<String, Vec<NetworkPolicy>>>,
+    pub service_accounts: Option<HashMap<String, Vec<ServiceAccountFacts>>>,
+}
+
+const NO_POLICIES: &[NetworkPolicy] = &[];
+const NO_ACCOUNTS: &[ServiceAccountFacts] = &[];
+
+impl ClusterFacts {
+    /// Reads the NetworkPolicies and ServiceAccounts among the objects.
+    pub fn of(objects: &Objects) -> Self {
+        let network_policies = objects.known(Kind::NetworkPolicy).then(|| {
+            let mut by_namespace: HashMap<String, Vec<NetworkPolicy>> = HashMap::new();
+            for policy in objects
+                .iter(Kind::NetworkPolicy)
+                .filter_map(NetworkPolicy::from_object)
+            {
+                by_namespace
+                    .entry(policy.namespace.clone())
+                    .or_default()
+                    .push(policy);
+            }
+            for policies in by_namespace.values_mut() {
+                policies.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            by_namespace
+        });
+        let service_accounts = objects.known(Kind::ServiceAccount).then(|| {
+            let mut by_namespace: HashMap<String, Vec<ServiceAccountFacts>> = HashMap::new();
+            for account in objects
+                .iter(Kind::ServiceAccount)
+                .filter_map(ServiceAccountFacts::from_object)
+            {
+                by_namespace
+                    .entry(account.namespace.clone())
+                    .or_default()
+                    .push(account);
+            }
+            by_namespace
+        });
+        Self {
+            network_policies,
+            service_accounts,
+        }
+    }
+
+    /// The context the checks of a workload in `namespace` get.
+    pub fn context(&self, namespace: &str) -> Context<'_> {
+        let namespace = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
+        Context {
+            network_policies: self
+                .network_policies
+                .as_ref()
+                .map(|m| m.get(namespace).map_or(NO_POLICIES, Vec::as_slice)),
+            service_accounts: self
+                .service_accounts
+                .as_ref()
+                .map(|m| m.get(namespace).map_or(NO_ACCOUNTS, Vec::as_slice)),
+            ..Context::default()
+        }
+    }
 }
 
 /// Every workload of a cluster, by identity.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub workloads: BTreeMap<WorkloadKey, MappedWorkload>,
+    /// The cluster's NetworkPolicies and ServiceAccounts, for the posture checks.
+    pub facts: ClusterFacts,
     /// Pods whose ReplicaSet or Job is not known (yet): their workload cannot be told, so they
     /// are neither written nor removed until it is.
     pub held: Vec<String>,
@@ -557,6 +651,195 @@ fn fingerprint_of(object: &Value, hasher: &mut DefaultHasher) {
     }
 }
 
+/// The versions of what the posture of a workload depends on besides its own objects: a change
+/// of a namespace's NetworkPolicies or of a ServiceAccount changes the fingerprint of the
+/// workloads concerned, so they are evaluated again.
+struct FactVersions<'a> {
+    policies_known: bool,
+    accounts_known: bool,
+    policies: HashMap<&'a str, u64>,
+    accounts: HashMap<(&'a str, &'a str), u64>,
+}
+
+impl<'a> FactVersions<'a> {
+    fn of(objects: &'a Objects) -> Self {
+        let mut by_namespace: HashMap<&str, Vec<&Value>> = HashMap::new();
+        for policy in objects.iter(Kind::NetworkPolicy) {
+            by_namespace
+                .entry(namespace_of(policy))
+                .or_default()
+                .push(policy);
+        }
+        let policies = by_namespace
+            .into_iter()
+            .map(|(namespace, mut policies)| {
+                policies.sort_by_key(|p| meta_str(p, "name"));
+                let mut hasher = DefaultHasher::new();
+                for policy in policies {
+                    meta_str(policy, "name").hash(&mut hasher);
+                    fingerprint_of(policy, &mut hasher);
+                }
+                (namespace, hasher.finish())
+            })
+            .collect();
+        let accounts = objects
+            .iter(Kind::ServiceAccount)
+            .map(|account| {
+                let mut hasher = DefaultHasher::new();
+                fingerprint_of(account, &mut hasher);
+                (
+                    (namespace_of(account), meta_str(account, "name")),
+                    hasher.finish(),
+                )
+            })
+            .collect();
+        Self {
+            policies_known: objects.known(Kind::NetworkPolicy),
+            accounts_known: objects.known(Kind::ServiceAccount),
+            policies,
+            accounts,
+        }
+    }
+
+    fn hash(&self, namespace: &str, account: &str, hasher: &mut DefaultHasher) {
+        let namespace = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
+        self.policies_known.hash(hasher);
+        self.accounts_known.hash(hasher);
+        self.policies.get(namespace).hash(hasher);
+        self.accounts.get(&(namespace, account)).hash(hasher);
+    }
+}
+
+fn namespace_of(object: &Value) -> &str {
+    let namespace = meta_str(object, "namespace");
+    if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    }
+}
+
+/// The ServiceAccount a pod spec runs as.
+fn service_account_of(spec: Option<&Value>) -> String {
+    spec.and_then(|s| {
+        s.get("serviceAccountName")
+            .or_else(|| s.get("serviceAccount"))
+    })
+    .and_then(Value::as_str)
+    .filter(|name| !name.is_empty())
+    .unwrap_or("default")
+    .to_string()
+}
+
+/// Labels a controller puts on each of its pods, which differ from its template by design.
+const POD_IDENTITY_LABELS: &[&str] = &[
+    "pod-template-hash",
+    "controller-revision-hash",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "job-name",
+    "pod-template-generation",
+    "batch.kubernetes.io/job-completion-index",
+];
+
+fn is_token_volume(volume: &Value) -> bool {
+    volume
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|name| name.starts_with("kube-api-access-"))
+}
+
+/// What of a pod (or a pod template) the posture checks read, without what differs between a
+/// template and its pods by design (the node, the injected token volume, the per-pod labels):
+/// a live Pod whose projection differs from its template's was changed after its creation (an
+/// ephemeral container, a patch) and is evaluated on its own.
+pub fn posture_projection(template: &Value) -> Value {
+    let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let mut spec = match spec {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    for field in [
+        "nodeName",
+        "hostname",
+        "subdomain",
+        "schedulerName",
+        "priority",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "terminationGracePeriodSeconds",
+        "dnsPolicy",
+        "restartPolicy",
+        "tolerations",
+        "serviceAccount",
+    ] {
+        spec.remove(field);
+    }
+    if let Some(Value::Array(volumes)) = spec.get_mut("volumes") {
+        volumes.retain(|v| !is_token_volume(v));
+        if volumes.is_empty() {
+            spec.remove("volumes");
+        }
+    }
+    for field in ["containers", "initContainers"] {
+        if let Some(Value::Array(containers)) = spec.get_mut(field) {
+            for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                for key in [
+                    "terminationMessagePath",
+                    "terminationMessagePolicy",
+                    "imagePullPolicy",
+                    "resources",
+                ] {
+                    container.remove(key);
+                }
+                if let Some(Value::Array(mounts)) = container.get_mut("volumeMounts") {
+                    mounts.retain(|m| {
+                        m.get("mountPath").and_then(Value::as_str)
+                            != Some("/var/run/secrets/kubernetes.io/serviceaccount")
+                    });
+                    if mounts.is_empty() {
+                        container.remove("volumeMounts");
+                    }
+                }
+            }
+        }
+    }
+    let mut labels = object_map(template, "labels");
+    if let Some(map) = labels.as_object_mut() {
+        for key in POD_IDENTITY_LABELS {
+            map.remove(*key);
+        }
+    }
+    if spec.get("serviceAccountName").and_then(Value::as_str) == Some("default") {
+        spec.remove("serviceAccountName");
+    }
+    // Admission writes an empty pod security context where the template has none.
+    if spec
+        .get("securityContext")
+        .and_then(Value::as_object)
+        .is_some_and(Map::is_empty)
+    {
+        spec.remove("securityContext");
+    }
+    json!({"labels": labels, "spec": spec})
+}
+
+/// Whether the pod is running or about to: a finished or terminating pod is not evaluated.
+fn pod_alive(pod: &Value) -> bool {
+    pod.pointer("/metadata/deletionTimestamp").is_none()
+        && !matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        )
+}
+
 /// Maps every object to its workload. With `hold_unresolved` (a live cluster), Pods whose
 /// ReplicaSet or Job is missing are held back (see [`Snapshot::held`]); otherwise (a set of
 /// files) the owner reference itself names their workload.
@@ -598,10 +881,11 @@ pub fn snapshot(objects: &Objects, hold_unresolved: bool) -> Snapshot {
         entry.pods.push(pod);
     }
 
+    let versions = FactVersions::of(objects);
     let workloads = members
         .into_iter()
         .map(|(key, members)| {
-            let mapped = map_workload(&key, members);
+            let mapped = map_workload(&key, members, &versions);
             (key, mapped)
         })
         .collect();
@@ -615,10 +899,15 @@ pub fn snapshot(objects: &Objects, hold_unresolved: bool) -> Snapshot {
         workloads,
         held,
         namespaces,
+        facts: ClusterFacts::of(objects),
     }
 }
 
-fn map_workload(key: &WorkloadKey, mut members: Members<'_>) -> MappedWorkload {
+fn map_workload(
+    key: &WorkloadKey,
+    mut members: Members<'_>,
+    versions: &FactVersions<'_>,
+) -> MappedWorkload {
     members.pods.sort_by_key(|p| meta_str(p, "name"));
     let kind = key.kind.as_str();
     let mut hasher = DefaultHasher::new();
@@ -631,6 +920,28 @@ fn map_workload(key: &WorkloadKey, mut members: Members<'_>) -> MappedWorkload {
     {
         fingerprint_of(object, &mut hasher);
     }
+
+    let service_account = service_account_of(
+        members
+            .controller
+            .and_then(|object| pod_spec(kind, object))
+            .or_else(|| members.pods.first().and_then(|pod| pod.get("spec"))),
+    );
+    versions.hash(&key.namespace, &service_account, &mut hasher);
+
+    // The live pods that differ from the controller's template (E21).
+    let live_pods: Vec<Value> = match members.controller.and_then(|c| template(kind, c)) {
+        Some(template) => {
+            let expected = posture_projection(template);
+            members
+                .pods
+                .iter()
+                .filter(|pod| pod_alive(pod) && posture_projection(pod) != expected)
+                .map(|pod| (*pod).clone())
+                .collect()
+        }
+        None => Vec::new(),
+    };
 
     let declared = members.controller.map(|object| {
         let mut declared = object.clone();
@@ -752,6 +1063,8 @@ fn map_workload(key: &WorkloadKey, mut members: Members<'_>) -> MappedWorkload {
             .controller
             .or_else(|| members.pods.first().copied())
             .cloned(),
+        live_pods,
+        service_account,
     }
 }
 
@@ -863,6 +1176,28 @@ mod tests {
         assert!(files
             .workloads
             .contains_key(&WorkloadKey::new("x", "ReplicaSet", "web-1")));
+    }
+
+    #[test]
+    fn a_pod_as_admission_left_it_projects_like_its_template_and_a_debugged_one_does_not() {
+        let template = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1"}]}});
+        let pod = json!({"metadata": {"name": "web-1-x", "labels": {"app": "web",
+                "pod-template-hash": "1"}},
+            "spec": {"nodeName": "n1", "serviceAccountName": "default",
+                "serviceAccount": "default", "securityContext": {}, "dnsPolicy": "ClusterFirst",
+                "volumes": [{"name": "kube-api-access-x1y2z", "projected": {"sources": []}}],
+                "containers": [{"name": "app", "image": "web:1", "imagePullPolicy": "IfNotPresent",
+                    "terminationMessagePath": "/dev/termination-log",
+                    "volumeMounts": [{"name": "kube-api-access-x1y2z",
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}]}});
+        assert_eq!(posture_projection(&pod), posture_projection(&template));
+        let mut debugged = pod.clone();
+        debugged["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": "busybox"}]);
+        assert_ne!(posture_projection(&debugged), posture_projection(&template));
+        let mut patched = pod;
+        patched["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+        assert_ne!(posture_projection(&patched), posture_projection(&template));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::mapping::{MappedWorkload, Snapshot};
+use super::posture;
 use crate::findings::{self, Evaluation};
 use crate::inventory::{sources, store, InstanceRecord, WorkloadKey, WorkloadRecord};
 use crate::lifecycle::store::{apply, Pending};
 use crate::lifecycle::{Observation, Stage};
 use crate::ownership;
-use crate::posture::Context;
 
 /// Instances per statement: keeps one UNNEST batch's parameters to a few megabytes.
 const INSTANCE_BATCH: usize = 2_000;
@@ -173,14 +173,14 @@ pub async fn persist(
     }));
     let transitions = apply(&mut tx, &pending).await?;
 
-    // Posture of what changed: the declared object evaluated as a whole. NetworkPolicies are not
-    // passed (net.no_network_policy says UNKNOWN): a policy change does not mark workloads changed.
+    // Posture of what changed: the declared object evaluated as a whole with the namespace's
+    // NetworkPolicies and the ServiceAccounts (their changes change the fingerprints of the
+    // workloads concerned), and the live pods changed after their creation.
     let evaluations: Vec<Evaluation> = changed
         .iter()
         .filter_map(|(key, mapped)| {
             let id = upserted.get(*key)?.id;
-            let object = mapped.posture_object.as_ref()?;
-            Some(findings::evaluate_kubernetes(object, &Context::default())?.for_workload(id))
+            Some(posture::evaluate(&key.namespace, mapped, &snapshot.facts)?.for_workload(id))
         })
         .collect();
     findings::store::sync_findings(&mut tx, &evaluations).await?;

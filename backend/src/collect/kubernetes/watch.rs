@@ -237,6 +237,7 @@ impl ClusterState {
 
     /// The kind cannot be read: treat it as empty so the rest is collected.
     pub fn mark_unavailable(&mut self, kind: Kind) {
+        self.objects.mark_unlisted(kind);
         if self.unavailable.insert(kind) && !self.listed.contains(&kind) {
             self.dirty = true;
             self.resynced = true;
