@@ -159,6 +159,11 @@ const TRUSTED_PROXIES: Setting = Setting::new(
     Some("HARBORMASTER_TRUSTED_PROXIES"),
     "auth.trusted_proxies",
 );
+const REVIEW_IMAGE_MAX_AGE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_REVIEW_IMAGE_MAX_AGE_DAYS"),
+    "reviews.image_max_age_days",
+);
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -211,6 +216,35 @@ pub struct FileConfig {
     pub kubernetes: FileKubernetes,
     #[serde(default)]
     pub auth: FileAuth,
+    #[serde(default)]
+    pub reviews: FileReviews,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReviews {
+    pub image_max_age_days: Option<u64>,
+    #[serde(default)]
+    pub schedules: Vec<FileReviewSchedule>,
+}
+
+/// `[[reviews.schedules]]`: `cron = "0 6 * * MON"`, optional `team` and `formats`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReviewSchedule {
+    pub cron: String,
+    pub team: Option<String>,
+    #[serde(default)]
+    pub formats: Vec<String>,
+}
+
+/// Periodic reviews.
+#[derive(Debug, Clone)]
+pub struct ReviewsConfig {
+    /// Images built longer ago than this are a lifecycle anomaly in a review (default 90).
+    pub image_max_age_days: u64,
+    /// When reviews are generated on their own.
+    pub schedules: Vec<crate::review::schedule::Schedule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +366,7 @@ pub struct Config {
     /// own cluster.
     pub kube_in_cluster: bool,
     pub auth: AuthConfig,
+    pub reviews: ReviewsConfig,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -543,6 +578,33 @@ impl Config {
             .collect::<Result<_, _>>()?,
         };
 
+        let reviews = ReviewsConfig {
+            image_max_age_days: number(
+                &REVIEW_IMAGE_MAX_AGE,
+                env(&REVIEW_IMAGE_MAX_AGE),
+                file.reviews.image_max_age_days,
+                90,
+                1..=36_500,
+            )?,
+            schedules: file
+                .reviews
+                .schedules
+                .into_iter()
+                .enumerate()
+                .map(|(index, schedule)| {
+                    crate::review::schedule::Schedule::parse(
+                        &schedule.cron,
+                        schedule.team,
+                        &schedule.formats,
+                    )
+                    .map_err(|message| ConfigError {
+                        setting: format!("`reviews.schedules[{index}]` in {DEFAULT_CONFIG_FILE}"),
+                        message,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
         Ok(Self {
             bind,
             database,
@@ -561,6 +623,7 @@ impl Config {
             kube_contexts,
             kube_in_cluster,
             auth,
+            reviews,
             config_file,
         })
     }

@@ -13,6 +13,7 @@ pub mod incident;
 pub mod inventory;
 pub mod lifecycle;
 pub mod posture;
+pub mod review;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

@@ -152,6 +152,7 @@ fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &Cancellation
     crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
     crate::findings::waivers::spawn(state.pool.clone(), tasks, cancel);
     crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
+    crate::review::worker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

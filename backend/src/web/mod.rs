@@ -14,6 +14,7 @@ pub mod json;
 pub mod metrics;
 pub mod overview;
 pub mod page;
+pub mod reviews;
 pub mod sources;
 pub mod workloads;
 
@@ -78,6 +79,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         sources::POLICIES,
         workloads::POLICIES,
         findings::POLICIES,
+        reviews::POLICIES,
     ]
     .concat()
 }
@@ -100,7 +102,8 @@ pub fn router(
         .merge(sources::router())
         .merge(workloads::router())
         .merge(auth::router())
-        .merge(findings::router());
+        .merge(findings::router())
+        .merge(reviews::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }
