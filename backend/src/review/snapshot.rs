@@ -380,6 +380,9 @@ pub async fn take(
     .await?;
 
     let summary = summarize(&mut tx, id, taken_at, previous_id, period_start).await?;
+    tx.commit().await?;
+    // Outside the snapshot's transaction: the progress updates change this row meanwhile, which
+    // a repeatable-read transaction may not overwrite.
     sqlx::query!(
         "update reviews set taken_at = $2, previous_review_id = $3, summary = $4 where id = $1",
         id,
@@ -387,9 +390,8 @@ pub async fn take(
         previous_id,
         summary
     )
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
     store::progress(pool, id, "snapshot taken", SNAPSHOT_PERCENT, 0).await?;
     Ok(summary)
 }

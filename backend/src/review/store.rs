@@ -165,6 +165,19 @@ pub async fn claim(db: impl PgExecutor<'_>) -> Result<Option<i64>, ReviewError> 
     .await?)
 }
 
+/// Marks a review as taken by the caller itself (the CLI generates in its own process).
+pub async fn start(db: impl PgExecutor<'_>, id: i64) -> Result<(), ReviewError> {
+    sqlx::query!(
+        "update reviews set status = 'running', phase = 'starting', started_at = now(),
+                heartbeat_at = now()
+         where id = $1",
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Records how far the generation is.
 pub async fn progress(
     db: impl PgExecutor<'_>,
