@@ -1100,6 +1100,47 @@ mod tests {
     }
 
     #[test]
+    fn review_schedules_and_image_age_are_read_and_checked() {
+        let file: FileConfig = toml::from_str(
+            "[reviews]\nimage_max_age_days = 30\n[[reviews.schedules]]\ncron = \"0 6 * * MON\"\nteam = \"payments\"\nformats = [\"xlsx\"]\n",
+        )
+        .unwrap();
+        let config = load(&raw(), file, &[]).unwrap();
+        assert_eq!(config.reviews.image_max_age_days, 30);
+        assert_eq!(config.reviews.schedules.len(), 1);
+        assert_eq!(
+            config.reviews.schedules[0].team.as_deref(),
+            Some("payments")
+        );
+        assert_eq!(
+            load(&raw(), FileConfig::default(), &[])
+                .unwrap()
+                .reviews
+                .image_max_age_days,
+            90
+        );
+
+        let file: FileConfig =
+            toml::from_str("[[reviews.schedules]]\ncron = \"0 6 * *\"\n").unwrap();
+        let err = load(&raw(), file, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("reviews.schedules[0]") && err.contains("'0 6 * *'"),
+            "{err}"
+        );
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_REVIEW_IMAGE_MAX_AGE_DAYS", "0")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("HARBORMASTER_REVIEW_IMAGE_MAX_AGE_DAYS"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let err = toml::from_str::<FileConfig>("bnd = \"x\"").unwrap_err();
         assert!(err.to_string().contains("bnd"));

@@ -213,11 +213,10 @@ pub async fn take(
         sqlx::query!(
             r#"insert into review_rows (review_id, tbl, key, cells)
                select $1, 'new_findings', r.key, r.cells
-               from review_rows r
-               where r.review_id = $1 and r.tbl = 'open_findings'
-                 and not exists (select 1 from review_rows p
-                                 where p.review_id = $2 and p.tbl = 'open_findings'
-                                   and p.key = r.key)"#,
+               from (select key from review_rows where review_id = $1 and tbl = 'open_findings'
+                     except
+                     select key from review_rows where review_id = $2 and tbl = 'open_findings') n
+               join review_rows r on r.review_id = $1 and r.tbl = 'open_findings' and r.key = n.key"#,
             id,
             previous_id
         )
@@ -233,12 +232,11 @@ pub async fn take(
                                              then date_trunc('second', f.resolved_at) end,
                                         case when f.resolved_at <= $3 then f.resolved_reason
                                              else 'out of scope' end)
-               from review_rows p
-               join findings f on f.id = p.key
-               where p.review_id = $2 and p.tbl = 'open_findings'
-                 and not exists (select 1 from review_rows r
-                                 where r.review_id = $1 and r.tbl = 'open_findings'
-                                   and r.key = p.key)"#,
+               from (select key from review_rows where review_id = $2 and tbl = 'open_findings'
+                     except
+                     select key from review_rows where review_id = $1 and tbl = 'open_findings') gone
+               join review_rows p on p.review_id = $2 and p.tbl = 'open_findings' and p.key = gone.key
+               join findings f on f.id = gone.key"#,
             id,
             previous_id,
             taken_at

@@ -236,15 +236,7 @@ pub struct Export {
 }
 
 pub async fn exports(db: impl PgExecutor<'_>, review_id: i64) -> Result<Vec<Export>, ReviewError> {
-    Ok(sqlx::query_as!(
-        Export,
-        "select review_id, format, file_name, bytes, sha256, generated_at
-         from review_exports where review_id = $1
-         order by array_position(array['csv', 'json', 'xlsx', 'html'], format)",
-        review_id
-    )
-    .fetch_all(db)
-    .await?)
+    exports_of(db, &[review_id]).await
 }
 
 pub async fn export(

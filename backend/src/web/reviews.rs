@@ -87,6 +87,39 @@ pub struct ReviewView {
     pub signoffs: Vec<SignOff>,
 }
 
+/// Writes the audit row of a review action, whatever its outcome (a refusal is `denied`).
+async fn audit_outcome<T>(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    result: &Result<T, ReviewError>,
+    details: serde_json::Value,
+) -> Result<(), WebError> {
+    let (outcome, details) = match result {
+        Ok(_) => (Outcome::Success, details),
+        Err(err) => (
+            if matches!(err, ReviewError::Forbidden(_)) {
+                Outcome::Denied
+            } else {
+                Outcome::Failure
+            },
+            serde_json::json!({"request": details, "error": err.to_string()}),
+        ),
+    };
+    audit::record(
+        &state.pool,
+        principal,
+        action,
+        target,
+        outcome,
+        principal.client_addr,
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
 async fn request_review(
     state: &AppState,
     principal: &Principal,
@@ -98,9 +131,9 @@ async fn request_review(
         .map(|f| f.parse::<Format>())
         .collect::<Result<Vec<_>, _>>()?;
     let details = serde_json::json!({"team": request.team, "formats": request.formats});
-    let mut tx = state.pool.begin().await?;
+    let mut conn = state.pool.acquire().await?;
     let result = store::request(
-        &mut tx,
+        &mut conn,
         NewReview {
             team: request.team,
             formats,
@@ -111,43 +144,23 @@ async fn request_review(
         },
     )
     .await;
-    let (outcome, target, details) = match &result {
-        Ok((review, created)) => (
-            Outcome::Success,
-            format!("review {}", review.id),
-            serde_json::json!({"request": details, "repeated": !created}),
-        ),
-        Err(err) => (
-            Outcome::Failure,
-            "review (new)".to_string(),
-            serde_json::json!({"request": details, "error": err.to_string()}),
-        ),
+    let target = match &result {
+        Ok((review, _)) => format!("review {}", review.id),
+        Err(_) => "review (new)".to_string(),
     };
-    if result.is_ok() {
-        audit::record(
-            &mut *tx,
-            principal,
-            "review.generate",
-            &target,
-            outcome,
-            principal.client_addr,
-            details,
-        )
-        .await?;
-        tx.commit().await?;
-    } else {
-        drop(tx);
-        audit::record(
-            &state.pool,
-            principal,
-            "review.generate",
-            &target,
-            outcome,
-            principal.client_addr,
-            details,
-        )
-        .await?;
-    }
+    let details = match &result {
+        Ok((_, created)) => serde_json::json!({"request": details, "repeated": !created}),
+        Err(_) => details,
+    };
+    audit_outcome(
+        state,
+        principal,
+        "review.generate",
+        &target,
+        &result,
+        details,
+    )
+    .await?;
     Ok(result?)
 }
 
@@ -333,48 +346,26 @@ async fn sign_off(
             "a review is signed off by a person signed in to the console, not by a token".into(),
         ))
     } else {
-        let mut tx = state.pool.begin().await?;
-        let result = store::sign_off(
-            &mut tx,
+        let mut conn = state.pool.acquire().await?;
+        store::sign_off(
+            &mut conn,
             id,
             principal.id,
             &principal.name,
             principal.can(Role::Admin),
             comment,
         )
-        .await;
-        if result.is_ok() {
-            audit::record(
-                &mut *tx,
-                principal,
-                "review.signoff",
-                &format!("review {id}"),
-                Outcome::Success,
-                principal.client_addr,
-                serde_json::json!({"comment": comment}),
-            )
-            .await?;
-            tx.commit().await?;
-        }
-        result
+        .await
     };
-    if let Err(err) = &result {
-        let outcome = if matches!(err, ReviewError::Forbidden(_)) {
-            Outcome::Denied
-        } else {
-            Outcome::Failure
-        };
-        audit::record(
-            &state.pool,
-            principal,
-            "review.signoff",
-            &format!("review {id}"),
-            outcome,
-            principal.client_addr,
-            serde_json::json!({"comment": comment, "error": err.to_string()}),
-        )
-        .await?;
-    }
+    audit_outcome(
+        state,
+        principal,
+        "review.signoff",
+        &format!("review {id}"),
+        &result,
+        serde_json::json!({"comment": comment}),
+    )
+    .await?;
     Ok(result?)
 }
 
