@@ -51,6 +51,45 @@ pub enum Command {
     /// Manage API tokens (for CI, scripts and Prometheus).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Periodic reviews: snapshots of posture, findings, waivers, incidents and ownership.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Take a review now (of every team, or of one) and write it to a file; the review is also
+    /// stored with its sha256, like one asked for in the console.
+    Generate {
+        /// A team's name; without it, the whole estate.
+        #[arg(long)]
+        team: Option<String>,
+        /// csv (a zip with one CSV per table), json, xlsx, or html (printable).
+        #[arg(long, value_enum)]
+        format: ReviewFormat,
+        /// Where to write the export.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReviewFormat {
+    Csv,
+    Json,
+    Xlsx,
+    Html,
+}
+
+impl From<ReviewFormat> for crate::review::Format {
+    fn from(format: ReviewFormat) -> Self {
+        match format {
+            ReviewFormat::Csv => Self::Csv,
+            ReviewFormat::Json => Self::Json,
+            ReviewFormat::Xlsx => Self::Xlsx,
+            ReviewFormat::Html => Self::Html,
+        }
+    }
 }
 
 /// `harbormaster scan PATH... [--format table|json|sarif] [--fail-on SEVERITY]
@@ -197,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(ref args) => Ok(scan(args)),
         Command::User(command) => user_command(config, command).await,
         Command::Token(command) => token_command(config, command).await,
+        Command::Review(command) => review_command(config, command).await,
     }
 }
 
@@ -471,4 +511,79 @@ async fn token_command(config: Config, command: TokenCommand) -> anyhow::Result<
     database.close().await;
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn review_command(config: Config, command: ReviewCommand) -> anyhow::Result<ExitCode> {
+    let ReviewCommand::Generate { team, format, out } = command;
+    let database = Database::open(&config, Role::Command)
+        .await
+        .context("opening the database for the review")?;
+    let result = generate_review(&config, &database.pool, team, format.into(), &out).await;
+    database.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn generate_review(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    team: Option<String>,
+    format: crate::review::Format,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::review::{store, worker};
+
+    let mut tx = pool.begin().await?;
+    let (review, _) = store::request(
+        &mut tx,
+        store::NewReview {
+            team: team.clone(),
+            formats: vec![format],
+            trigger: "cli",
+            schedule_key: None,
+            requested_by: "cli".into(),
+            idempotency_key: None,
+        },
+    )
+    .await?;
+    // Taken by this command, not by a server's worker.
+    store::start(&mut *tx, review.id).await?;
+    audit::record(
+        &mut *tx,
+        Actor::system("cli"),
+        "review.generate",
+        &format!("review {}", review.id),
+        Outcome::Success,
+        None,
+        cli_details(serde_json::json!({ "team": team, "formats": [format] })),
+    )
+    .await?;
+    tx.commit().await?;
+    eprintln!(
+        "review {}: taking the snapshot of {}",
+        review.id,
+        review.scope()
+    );
+    let review = worker::generate(pool, config, review.id).await?;
+    if review.status != "succeeded" {
+        anyhow::bail!(
+            "review {} failed: {}",
+            review.id,
+            review.error.unwrap_or_default()
+        );
+    }
+    let (path, export) = worker::export_file(pool, config, &review, format).await?;
+    tokio::fs::copy(&path, out)
+        .await
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "review {} ({}): {} written to {} ({} bytes, sha256 {})",
+        review.id,
+        review.scope(),
+        format,
+        out.display(),
+        export.bytes,
+        export.sha256
+    );
+    Ok(())
 }

@@ -232,6 +232,11 @@ const BUILD_REPORT_LIMIT: Setting = Setting::new(
     Some("HARBORMASTER_BUILD_REPORT_LIMIT_BYTES"),
     "images.build_report_limit_bytes",
 );
+const REVIEW_IMAGE_MAX_AGE: Setting = Setting::new(
+    None,
+    Some("HARBORMASTER_REVIEW_IMAGE_MAX_AGE_DAYS"),
+    "reviews.image_max_age_days",
+);
 const CONFIG_FILE: Setting = Setting::new(Some("--config"), Some("HARBORMASTER_CONFIG"), "-");
 
 /// Settings as given on the command line or in the environment (clap reads both), before
@@ -292,6 +297,8 @@ pub struct FileConfig {
     pub ownership: FileOwnership,
     #[serde(default)]
     pub images: FileImages,
+    #[serde(default)]
+    pub reviews: FileReviews,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,6 +371,34 @@ pub struct ImagesConfig {
     pub max_age_days: u32,
     /// The largest build report accepted (with its scan), default 16 MiB.
     pub build_report_limit: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReviews {
+    pub image_max_age_days: Option<u64>,
+    #[serde(default)]
+    pub schedules: Vec<FileReviewSchedule>,
+}
+
+/// `[[reviews.schedules]]`: `cron = "0 6 * * MON"`, optional `team` and `formats`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReviewSchedule {
+    pub cron: String,
+    pub team: Option<String>,
+    #[serde(default)]
+    pub formats: Vec<String>,
+}
+
+/// Periodic reviews.
+#[derive(Debug, Clone)]
+pub struct ReviewsConfig {
+    /// Images built longer ago than this are a lifecycle anomaly in a review (default: the
+    /// image controls' `images.max_age_days`, 90).
+    pub image_max_age_days: u64,
+    /// When reviews are generated on their own.
+    pub schedules: Vec<crate::review::schedule::Schedule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -491,6 +526,7 @@ pub struct Config {
     /// The workload / namespace label and annotation keys whose value names the owning team.
     pub ownership_label_keys: Vec<String>,
     pub images: ImagesConfig,
+    pub reviews: ReviewsConfig,
     /// Where the values came from, for the overview page.
     pub config_file: Option<PathBuf>,
 }
@@ -794,6 +830,32 @@ impl Config {
                 format!("'{entry}' is not a registry host; expected HOST[:PORT][/PATH] such as registry.example.com/team"),
             ));
         }
+        let reviews = ReviewsConfig {
+            image_max_age_days: number(
+                &REVIEW_IMAGE_MAX_AGE,
+                env(&REVIEW_IMAGE_MAX_AGE),
+                file.reviews.image_max_age_days,
+                u64::from(images.max_age_days),
+                1..=36_500,
+            )?,
+            schedules: file
+                .reviews
+                .schedules
+                .into_iter()
+                .enumerate()
+                .map(|(index, schedule)| {
+                    crate::review::schedule::Schedule::parse(
+                        &schedule.cron,
+                        schedule.team,
+                        &schedule.formats,
+                    )
+                    .map_err(|message| ConfigError {
+                        setting: format!("`reviews.schedules[{index}]` in {DEFAULT_CONFIG_FILE}"),
+                        message,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
 
         Ok(Self {
             bind,
@@ -817,6 +879,7 @@ impl Config {
             notifications,
             ownership_label_keys,
             images,
+            reviews,
             config_file,
         })
     }
@@ -1413,6 +1476,47 @@ mod tests {
         let err = load(&raw(), file, &[]).unwrap_err();
         assert!(err.to_string().contains("notifications.channels"), "{err}");
         assert!(err.to_string().contains("signing_key"), "{err}");
+    }
+
+    #[test]
+    fn review_schedules_and_image_age_are_read_and_checked() {
+        let file: FileConfig = toml::from_str(
+            "[reviews]\nimage_max_age_days = 30\n[[reviews.schedules]]\ncron = \"0 6 * * MON\"\nteam = \"payments\"\nformats = [\"xlsx\"]\n",
+        )
+        .unwrap();
+        let config = load(&raw(), file, &[]).unwrap();
+        assert_eq!(config.reviews.image_max_age_days, 30);
+        assert_eq!(config.reviews.schedules.len(), 1);
+        assert_eq!(
+            config.reviews.schedules[0].team.as_deref(),
+            Some("payments")
+        );
+        assert_eq!(
+            load(&raw(), FileConfig::default(), &[])
+                .unwrap()
+                .reviews
+                .image_max_age_days,
+            90
+        );
+
+        let file: FileConfig =
+            toml::from_str("[[reviews.schedules]]\ncron = \"0 6 * *\"\n").unwrap();
+        let err = load(&raw(), file, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("reviews.schedules[0]") && err.contains("'0 6 * *'"),
+            "{err}"
+        );
+        let err = load(
+            &raw(),
+            FileConfig::default(),
+            &[("HARBORMASTER_REVIEW_IMAGE_MAX_AGE_DAYS", "0")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("HARBORMASTER_REVIEW_IMAGE_MAX_AGE_DAYS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod notify;
 pub mod ownership;
 pub mod posture;
+pub mod review;
 pub mod runtime;
 pub mod startup;
 pub mod supply;

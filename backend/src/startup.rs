@@ -174,6 +174,7 @@ fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &Cancellation
     crate::incident::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::runtime::drift::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::notify::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
+    crate::review::worker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -19,6 +19,7 @@ pub mod overview;
 pub mod ownership;
 pub mod page;
 pub mod params;
+pub mod reviews;
 pub mod sources;
 pub mod workloads;
 
@@ -87,6 +88,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         notifications::POLICIES,
         ownership::POLICIES,
         images::POLICIES,
+        reviews::POLICIES,
     ]
     .concat()
 }
@@ -113,7 +115,8 @@ pub fn router(
         .merge(events::router())
         .merge(notifications::router())
         .merge(ownership::router())
-        .merge(images::router());
+        .merge(images::router())
+        .merge(reviews::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

@@ -54,6 +54,10 @@ pub const NAV: &[NavItem] = &[
         href: "/incidents",
     },
     NavItem {
+        label: "Reviews",
+        href: "/reviews",
+    },
+    NavItem {
         label: "Checks",
         href: "/checks",
     },

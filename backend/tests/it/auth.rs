@@ -1338,7 +1338,7 @@ async fn an_expired_setup_link_does_not_work(pool: PgPool) {
 }
 
 /// The URL of the test's own database, for the binary.
-fn database_url(pool: &PgPool) -> String {
+pub fn database_url(pool: &PgPool) -> String {
     let options = pool.connect_options();
     format!(
         "postgres://{}@{}:{}/{}",
@@ -1349,7 +1349,7 @@ fn database_url(pool: &PgPool) -> String {
     )
 }
 
-fn binary(database_url: &str) -> std::process::Command {
+pub fn binary(database_url: &str) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_harbormaster"));
     command
         .env("DATABASE_URL", database_url)

@@ -15,4 +15,5 @@ mod kubernetes;
 mod notify;
 mod ownership;
 mod posture_scan;
+mod review;
 mod runtime;
