@@ -1338,7 +1338,7 @@ async fn an_expired_setup_link_does_not_work(pool: PgPool) {
 }
 
 /// The URL of the test's own database, for the binary.
-fn database_url(pool: &PgPool) -> String {
+pub(crate) fn database_url(pool: &PgPool) -> String {
     let options = pool.connect_options();
     format!(
         "postgres://{}@{}:{}/{}",
@@ -1349,7 +1349,7 @@ fn database_url(pool: &PgPool) -> String {
     )
 }
 
-fn binary(database_url: &str) -> std::process::Command {
+pub(crate) fn binary(database_url: &str) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_harbormaster"));
     command
         .env("DATABASE_URL", database_url)
@@ -1360,7 +1360,7 @@ fn binary(database_url: &str) -> std::process::Command {
 }
 
 /// A server process that is killed if the test fails before stopping it.
-struct ServerGuard(std::process::Child);
+pub(crate) struct ServerGuard(pub(crate) std::process::Child);
 
 impl Drop for ServerGuard {
     fn drop(&mut self) {

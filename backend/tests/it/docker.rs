@@ -16,7 +16,7 @@ use crate::common::{live_docker_socket, test_config, TestApp};
 /// Built by scripts/test-images.sh under a repository of this suite's own, so that another suite
 /// rebuilding `harbormaster-test/busybox` meanwhile changes nothing here.
 const IMAGE_REPO: &str = "hm-test-docker/busybox";
-const IMAGE_1: &str = "hm-test-docker/busybox:1";
+pub(crate) const IMAGE_1: &str = "hm-test-docker/busybox:1";
 const IMAGE_2: &str = "hm-test-docker/busybox:2";
 const LOCAL: &str = "unix:///var/run/docker.sock";
 
@@ -35,12 +35,12 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// A unique name prefix; every container whose name starts with it is removed on drop.
-struct Containers {
+pub(crate) struct Containers {
     prefix: String,
 }
 
 impl Containers {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
         let present = |image: &str| !docker(&["images", "-q", image]).is_empty();
@@ -65,12 +65,12 @@ impl Containers {
         }
     }
 
-    fn name(&self, suffix: &str) -> String {
+    pub(crate) fn name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.prefix)
     }
 
     /// `docker run -d` of busybox sleeping, with extra arguments before the image.
-    fn run(&self, suffix: &str, image: &str, extra: &[&str]) -> String {
+    pub(crate) fn run(&self, suffix: &str, image: &str, extra: &[&str]) -> String {
         let name = self.name(suffix);
         let mut args = vec!["run", "-d", "--name", &name];
         args.extend_from_slice(extra);
@@ -120,7 +120,7 @@ async fn workload(pool: &PgPool, name: &str) -> Option<(i64, String)> {
 }
 
 /// Waits until the workload `name` is in `stage`, for at most `limit`.
-async fn wait_for_stage(pool: &PgPool, name: &str, stage: &str, limit: Duration) -> i64 {
+pub(crate) async fn wait_for_stage(pool: &PgPool, name: &str, stage: &str, limit: Duration) -> i64 {
     let start = Instant::now();
     loop {
         if let Some((id, now)) = workload(pool, name).await {

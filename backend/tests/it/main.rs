@@ -11,3 +11,4 @@ mod incident;
 mod inventory;
 mod kubernetes;
 mod posture_scan;
+mod scale;
