@@ -1,4 +1,5 @@
-//! Console page latency with 100,000 workloads (figures in BENCHMARKS.md, section "Console"):
+//! Console page latency with 100,000 workloads (figures in BENCHMARKS.md, section "Console"),
+//! seeded by the generator of `harbormaster bench seed` (`bench::estate`):
 //! the overview, the workload list (first page, a later page, a filtered page) and a workload
 //! page, each requested N times from the real server over loopback HTTP; p50 / p95 / max.
 //! Targets: overview and list p95 < 100 ms, workload page p95 < 50 ms.
@@ -8,17 +9,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use harbormaster::auth::{tokens, Role};
+use harbormaster::bench::{estate, load};
 use harbormaster::config::Config;
-use harbormaster::inventory::store::{self, Upserted};
-use harbormaster::inventory::{sources, InstanceRecord, WorkloadKey, WorkloadRecord};
-use harbormaster::lifecycle::store::{apply, Pending};
-use harbormaster::lifecycle::Observation;
 use harbormaster::startup::Application;
-use serde_json::{json, Value};
 use sqlx::PgPool;
 
 /// `cargo bench` passes `--bench`: the full estate. `cargo test` runs this binary without it: a
@@ -42,113 +38,23 @@ fn requests() -> usize {
         5
     }
 }
-const BATCH: usize = 2_000;
-
 async fn bench_pool() -> PgPool {
     common::fresh_database("harbormaster_bench_console", 10).await
 }
 
-fn deployment(namespace: &str, name: &str, n: usize) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "team": format!("team-{}", n % 40)}},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "app",
-                    "image": format!("registry.example/team-{}/app:{}", n % 40, n % 200),
-                    "securityContext": {"privileged": n % 10 == 0, "runAsNonRoot": n % 3 == 0},
-                    "resources": {"limits": {"memory": "256Mi"}},
-                    "env": [{"name": "MODE", "value": "[redacted]"}]
-                }]}
-            }
-        }
-    })
-}
-
-/// 100,000 Deployments over 500 namespaces, each with one running pod, in batches the way a
-/// collector writes them.
+/// The estate of `harbormaster bench seed`: Kubernetes workloads of every kind over 500
+/// namespaces, written through the collector's mapping and persistence.
 async fn seed(pool: &PgPool) {
-    let source = sources::ensure(pool, "kubernetes", "bench", "https://bench.example:6443")
-        .await
-        .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    let total = workloads();
-    for start in (0..total).step_by(BATCH) {
-        let records: Vec<WorkloadRecord> = (start..(start + BATCH).min(total))
-            .map(|n| {
-                let namespace = format!("ns-{}", n % 500);
-                let name = format!("app-{n:06}");
-                WorkloadRecord {
-                    key: WorkloadKey::new(&namespace, "Deployment", &name),
-                    uid: Some(format!("uid-{n}")),
-                    labels: json!({"app": name, "team": format!("team-{}", n % 40)}),
-                    annotations: json!({}),
-                    declared: Some(deployment(&namespace, &name, n)),
-                    images: vec![format!("registry.example/team-{}/app:{}", n % 40, n % 200)],
-                }
-            })
-            .collect();
-        let upserted: HashMap<WorkloadKey, Upserted> =
-            store::upsert_workloads(&mut conn, source, &records)
-                .await
-                .unwrap();
-        let digest = |n: usize| format!("sha256:{n:064x}");
-        let instances: Vec<InstanceRecord> = records
-            .iter()
-            .enumerate()
-            .map(|(i, record)| InstanceRecord {
-                workload: record.key.clone(),
-                external_id: format!("pod-uid-{}", record.key.name),
-                name: format!("{}-5d8f7-x{i}", record.key.name),
-                state: "Running".into(),
-                running: true,
-                image_ref: record.images.first().cloned(),
-                image_digest: Some(digest((start + i) % 200)),
-                node: Some(format!("node-{}", i % 20)),
-                labels: json!({"app": record.key.name}),
-                restart_count: 0,
-                spec: None,
-                raw: json!({}),
-                started_at: None,
-            })
-            .collect();
-        store::upsert_instances(&mut conn, source, &instances, &upserted)
-            .await
-            .unwrap();
-        let ids: Vec<i64> = upserted.values().map(|u| u.id).collect();
-        store::refresh_counts(&mut conn, &ids).await.unwrap();
-        let pending: Vec<Pending> = records
-            .iter()
-            .enumerate()
-            .map(|(i, record)| {
-                let row = upserted[&record.key];
-                Pending {
-                    workload_id: row.id,
-                    is_new: row.inserted,
-                    observation: Observation {
-                        present: true,
-                        running: u32::from((start + i) % 17 != 0),
-                        digests: vec![digest((start + i) % 200)],
-                        spec_hash: Some("h".into()),
-                        rolled_out: true,
-                        reason: Some("bench seed".into()),
-                    },
-                }
-            })
-            .collect();
-        apply(&mut conn, &pending).await.unwrap();
-    }
-    sqlx::query("analyze").execute(pool).await.unwrap();
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
+    let report = estate::seed(
+        pool,
+        estate::SeedOptions {
+            workloads: workloads(),
+            parallel: 2,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.workloads, workloads());
 }
 
 async fn measure(client: &reqwest::Client, base: &str, label: &str, path: &str) {
@@ -170,8 +76,8 @@ async fn measure(client: &reqwest::Client, base: &str, label: &str, path: &str) 
     times.sort();
     println!(
         "{label:<34} p50 {:>6.1} ms  p95 {:>6.1} ms  max {:>6.1} ms  ({count} requests, {path})",
-        percentile(&times, 0.50).as_secs_f64() * 1000.0,
-        percentile(&times, 0.95).as_secs_f64() * 1000.0,
+        load::percentile(&times, 0.50).as_secs_f64() * 1000.0,
+        load::percentile(&times, 0.95).as_secs_f64() * 1000.0,
         times.last().unwrap().as_secs_f64() * 1000.0,
     );
 }
@@ -182,7 +88,7 @@ async fn main() {
     let started = Instant::now();
     seed(&pool).await;
     println!(
-        "seeded {} workloads with one pod each in {:.1} s",
+        "seeded {} workloads in {:.1} s",
         workloads(),
         started.elapsed().as_secs_f64()
     );
