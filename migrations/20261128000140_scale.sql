@@ -19,3 +19,9 @@ alter table incident_actions
 
 -- The recovery sweep looks only at running actions.
 create index incident_actions_running_idx on incident_actions (heartbeat_at) where status = 'running';
+
+-- The workload list at 100,000 workloads: the name search (`name ilike '%…%'`) through a
+-- trigram index instead of a scan, and the source filter in id order (keyset pages).
+create extension if not exists pg_trgm;
+create index workloads_name_trgm_idx on workloads using gin (name gin_trgm_ops);
+create index workloads_source_idx on workloads (source_id, id);
