@@ -54,6 +54,9 @@ pub enum Command {
     /// Periodic reviews: snapshots of posture, findings, waivers, incidents and ownership.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Scale measurements: seed a synthetic estate, put a server under load.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +93,41 @@ impl From<ReviewFormat> for crate::review::Format {
             ReviewFormat::Html => Self::Html,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fill the database with a synthetic estate of Kubernetes workloads (a mix of kinds over
+    /// 500 namespaces and 40 teams, one in ten risky, a rollout of a tenth for lifecycle
+    /// history), written through the collector's own mapping, inventory, lifecycle and posture
+    /// code, and report the ingest time. Refused on a database holding other sources.
+    Seed {
+        /// Workloads in all, in clusters of 10,000 (sources `bench-cluster-N`).
+        #[arg(long, default_value_t = 100_000)]
+        workloads: usize,
+        /// Clusters written at the same time.
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+    },
+    /// Request every console page and API list of a running server from concurrent clients and
+    /// print p50 / p95 / p99 per page (and the server's peak memory with --server-pid).
+    Load {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API token with the viewer role or better.
+        #[arg(long, env = "HARBORMASTER_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// The server's process id on this machine, to read its peak resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
 }
 
 /// `harbormaster scan PATH... [--format table|json|sarif] [--fail-on SEVERITY]
@@ -237,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(command) => user_command(config, command).await,
         Command::Token(command) => token_command(config, command).await,
         Command::Review(command) => review_command(config, command).await,
+        Command::Bench(command) => bench_command(config, command).await,
     }
 }
 
@@ -586,4 +625,71 @@ async fn generate_review(
         export.sha256
     );
     Ok(())
+}
+
+async fn bench_command(config: Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
+    use crate::bench::{estate, load};
+
+    match command {
+        BenchCommand::Seed {
+            workloads,
+            parallel,
+        } => {
+            let database = Database::open(&config, Role::Command).await?;
+            let others: i64 = sqlx::query_scalar(
+                "select count(*) from sources where not (kind = 'kubernetes' and name like 'bench-cluster-%')",
+            )
+            .fetch_one(&database.pool)
+            .await?;
+            if others > 0 {
+                database.close().await;
+                anyhow::bail!(
+                    "this database holds {others} real sources; seed a database of its own \
+                     (DATABASE_URL / --database-url)"
+                );
+            }
+            let report = estate::seed(
+                &database.pool,
+                estate::SeedOptions {
+                    workloads,
+                    parallel,
+                },
+            )
+            .await;
+            database.close().await;
+            let report = report.context("writing the synthetic estate")?;
+            println!(
+                "seeded {} workloads with {} pods in {} clusters: ingest and evaluation {:.1} s \
+                 ({:.0} workloads/s), rollout of a tenth {:.1} s, {} lifecycle transitions, \
+                 {} open findings (objects built in {:.1} s, not counted)",
+                report.workloads,
+                report.instances,
+                report.clusters,
+                report.ingest.as_secs_f64(),
+                report.workloads as f64 / report.ingest.as_secs_f64().max(0.001),
+                report.rollout.as_secs_f64(),
+                report.transitions,
+                report.findings,
+                report.generate.as_secs_f64(),
+            );
+        }
+        BenchCommand::Load {
+            url,
+            token,
+            concurrency,
+            duration,
+            server_pid,
+        } => {
+            let options = load::LoadOptions {
+                url,
+                token,
+                concurrency,
+                duration: std::time::Duration::from_secs(duration),
+                server_pid,
+            };
+            let report = load::run(&options).await?;
+            print!("{}", load::render(&report, concurrency));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -165,6 +165,8 @@ const RESTART_WINDOW: Setting = Setting::new(
     Some("HARBORMASTER_RESTART_LOOP_WINDOW_SECS"),
     "runtime.restart_loop_window_secs",
 );
+const LEASE_TTL: Setting =
+    Setting::new(None, Some("HARBORMASTER_LEASE_TTL_SECS"), "lease_ttl_secs");
 const KUBECONFIG: Setting = Setting::new(
     None,
     Some("HARBORMASTER_KUBECONFIG"),
@@ -283,6 +285,7 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub pg_bin_dir: Option<String>,
     pub retire_grace_secs: Option<u64>,
+    pub lease_ttl_secs: Option<u64>,
     #[serde(default)]
     pub docker: FileDocker,
     #[serde(default)]
@@ -512,6 +515,9 @@ pub struct Config {
     pub docker_reconcile_interval: Duration,
     /// How long a workload with no instance left waits before it is retired.
     pub retire_grace: Duration,
+    /// How long a replica holds a source (or a singleton job) without renewing before another
+    /// replica may take it over; renewed every third of it.
+    pub lease_ttl: Duration,
     /// The kubeconfig to read clusters from: the configured one, else `~/.kube/config` when it
     /// exists (and Harbormaster does not run in a pod).
     pub kubeconfig: Option<PathBuf>,
@@ -685,6 +691,13 @@ impl Config {
             file.retire_grace_secs,
             600,
             0..=30 * 86_400,
+        )?);
+        let lease_ttl = Duration::from_secs(number(
+            &LEASE_TTL,
+            env(&LEASE_TTL),
+            file.lease_ttl_secs,
+            15,
+            2..=600,
         )?);
 
         let kubeconfig = env(&KUBECONFIG)
@@ -871,6 +884,7 @@ impl Config {
             docker_tls,
             docker_reconcile_interval,
             retire_grace,
+            lease_ttl,
             kubeconfig,
             kube_contexts,
             kube_in_cluster,

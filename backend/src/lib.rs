@@ -4,6 +4,7 @@
 //! API, incidents and reviews. See the README for the domain and the contracts.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod collect;
 pub mod config;

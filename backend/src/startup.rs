@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::db::{Database, Role};
+use crate::db::{lease, Database, Role};
 use crate::web::{self, AppState, RoutePolicy};
 
 /// The server, bound and ready to run.
@@ -163,11 +163,22 @@ async fn store_label_keys(pool: &PgPool, keys: &[String]) -> Result<(), sqlx::Er
 }
 
 /// Starts the supervised background loops (collectors, schedulers); each stops when `cancel`
-/// fires and is awaited before the database closes.
+/// fires and is awaited before the database closes. With several replicas on one database, each
+/// source is collected and each singleton loop run by the replica holding its lease
+/// ([`crate::db::lease`]); the incident action queue is shared.
 fn start_background(state: &AppState, tasks: &TaskTracker, cancel: &CancellationToken) {
     crate::collect::docker::spawn(state.pool.clone(), state.config.clone(), tasks, cancel);
     crate::collect::kubernetes::spawn(&state.config, &state.pool, tasks, cancel);
-    crate::findings::waivers::spawn(state.pool.clone(), tasks, cancel);
+    // Loops that must run on one replica only hold a `job:` lease.
+    let pool = state.pool.clone();
+    tasks.spawn(lease::run_while_held(
+        state.pool.clone(),
+        "job:waivers".into(),
+        lease::replica_id().into(),
+        state.config.lease_ttl,
+        cancel.clone(),
+        move |held| crate::findings::waivers::run(pool.clone(), held),
+    ));
     crate::findings::trend::spawn(state.pool.clone(), tasks, cancel);
     crate::findings::summary::spawn(state.pool.clone(), tasks, cancel);
     crate::supply::store::spawn(state.pool.clone(), &state.config, tasks, cancel);

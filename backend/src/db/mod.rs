@@ -1,6 +1,7 @@
 //! The database: the connection pool, the embedded PostgreSQL launcher and the migrations.
 
 pub mod embedded;
+pub mod lease;
 
 use std::time::Duration;
 

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::store::{apply_waivers, refresh_scores};
 
@@ -271,24 +270,21 @@ pub async fn expire_waivers(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<i64
     Ok(expired)
 }
 
-/// Runs [`expire_waivers`] every [`EXPIRY_INTERVAL`] until cancelled; a failed step is logged
-/// and retried on the next tick.
-pub fn spawn(pool: PgPool, tasks: &TaskTracker, cancel: &CancellationToken) {
-    let cancel = cancel.clone();
-    tasks.spawn(async move {
-        let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            match expire_waivers(&pool, Utc::now()).await {
-                Ok(ids) if !ids.is_empty() => tracing::info!(?ids, "waivers expired"),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(%err, "cannot expire waivers"),
-            }
+/// The expiry loop, until `cancel` fires (with several replicas, run by the holder of the
+/// `job:waivers` lease only).
+pub async fn run(pool: PgPool, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
         }
-    });
+        match expire_waivers(&pool, Utc::now()).await {
+            Ok(ids) if !ids.is_empty() => tracing::info!(?ids, "waivers expired"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "cannot expire waivers"),
+        }
+    }
 }
 
 /// The filters of a waiver list.

@@ -6,8 +6,10 @@
 //! Isolate and restore are queued rows of `incident_actions`; the worker ([`spawn`]) executes
 //! them one at a time with [`try_execute_next_action`]. Every engine action is idempotent: the
 //! pre-state of each instance is saved before anything changes and re-read when an action is
-//! resumed, so an action that was running when the server died is safely run again on start
-//! ([`store::recover_interrupted`]).
+//! resumed, so an action that was running when its server died is safely run again. Several
+//! replicas share the queue: the one running an action heart-beats it every third of the lease
+//! time to live, and every worker re-queues the actions whose heartbeat is older than that
+//! ([`store::recover_interrupted`]) — the actions of a dead replica only.
 
 pub mod docker;
 pub mod kubernetes;
@@ -99,13 +101,19 @@ pub trait IsolationDriver: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Drivers {
     by_kind: HashMap<String, Arc<dyn IsolationDriver>>,
+    /// The lease time to live: a running action is heart-beaten every third of it (default
+    /// 15 s).
+    lease_ttl: Option<Duration>,
 }
 
 impl Drivers {
     /// The drivers the configuration allows: Docker always, Kubernetes for the clusters the
     /// collector is configured for (clients are opened per endpoint or context on first use).
     pub fn from_config(config: &Config) -> Self {
-        let mut drivers = Self::default();
+        let mut drivers = Self {
+            lease_ttl: Some(config.lease_ttl),
+            ..Self::default()
+        };
         drivers.insert(
             "docker",
             Arc::new(docker::DockerDriver::new(config.docker_tls.clone())),
@@ -125,6 +133,11 @@ impl Drivers {
         self.by_kind.insert(kind.to_string(), driver);
     }
 
+    /// How long an action may go without a heartbeat before another worker takes it over.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl.unwrap_or(Duration::from_secs(15))
+    }
+
     fn get(&self, kind: &str) -> Result<&Arc<dyn IsolationDriver>, DriverError> {
         self.by_kind
             .get(kind)
@@ -137,17 +150,24 @@ pub async fn try_execute_next_action(
     pool: &PgPool,
     drivers: &Drivers,
 ) -> Result<Option<i64>, IncidentError> {
-    let Some(action) = store::claim_next(pool).await? else {
+    let holder = crate::db::lease::replica_id();
+    let Some(action) = store::claim_next(pool, holder).await? else {
         return Ok(None);
     };
     tracing::info!(id = action.id, incident = action.incident_id, kind = %action.kind, "executing an incident action");
-    let outcome = match action.kind.as_str() {
-        "isolate" => isolate(pool, drivers, action.incident_id).await?,
-        "restore" => restore(pool, drivers, action.incident_id).await?,
-        other => Outcome {
-            failures: vec![format!("{other} is not an engine action")],
-            ..Outcome::default()
-        },
+    let run = async {
+        Ok::<_, IncidentError>(match action.kind.as_str() {
+            "isolate" => isolate(pool, drivers, action.incident_id).await?,
+            "restore" => restore(pool, drivers, action.incident_id).await?,
+            other => Outcome {
+                failures: vec![format!("{other} is not an engine action")],
+                ..Outcome::default()
+            },
+        })
+    };
+    let outcome = tokio::select! {
+        outcome = run => outcome?,
+        never = heartbeat(pool, action.id, holder, drivers.lease_ttl() / 3) => match never {},
     };
     store::finish(pool, &action, &outcome).await?;
     Ok(Some(action.id))
@@ -266,21 +286,50 @@ async fn restore(
     Ok(outcome)
 }
 
-/// Starts the action worker: first resumes what a dead server left running, then executes
-/// queued actions until cancelled.
+/// Heart-beats the running action `id` every `period`, forever (the caller drops it when the
+/// action ends).
+async fn heartbeat(
+    pool: &PgPool,
+    id: i64,
+    holder: &str,
+    period: Duration,
+) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(period).await;
+        match store::heartbeat(pool, id, holder).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                id,
+                "another replica took this incident action over after missed heartbeats"
+            ),
+            Err(err) => tracing::warn!(id, %err, "cannot heart-beat an incident action"),
+        }
+    }
+}
+
+/// Starts the action worker: resumes what a dead replica left running (on start and then every
+/// third of the lease time to live), and executes queued actions until cancelled.
 pub fn spawn(pool: PgPool, config: Arc<Config>, tasks: &TaskTracker, cancel: &CancellationToken) {
     let cancel = cancel.clone();
     tasks.spawn(async move {
         let drivers = Drivers::from_config(&config);
-        match store::recover_interrupted(&pool).await {
-            Ok(0) => {}
-            Ok(count) => tracing::warn!(
-                count,
-                "resumed incident actions a stopped server left running"
-            ),
-            Err(err) => tracing::error!(%err, "cannot recover interrupted incident actions"),
-        }
+        let ttl = drivers.lease_ttl();
+        let sweep_every = crate::db::lease::retry_interval(ttl);
+        let mut swept: Option<std::time::Instant> = None;
         loop {
+            if swept.is_none_or(|at| at.elapsed() >= sweep_every) {
+                swept = Some(std::time::Instant::now());
+                match store::recover_interrupted(&pool, ttl).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::warn!(
+                        count,
+                        "resumed incident actions a stopped replica left running"
+                    ),
+                    Err(err) => {
+                        tracing::error!(%err, "cannot recover interrupted incident actions")
+                    }
+                }
+            }
             let wait = tokio::select! {
                 () = cancel.cancelled() => return,
                 result = try_execute_next_action(&pool, &drivers) => match result {

@@ -460,8 +460,9 @@ pub async fn request_step(
     Ok((action, true))
 }
 
-/// Takes the oldest queued action and marks it running (skipping rows another worker holds).
-pub async fn claim_next(pool: &PgPool) -> Result<Option<Action>, sqlx::Error> {
+/// Takes the oldest queued action and marks it running for the replica `holder` (skipping rows
+/// another worker holds).
+pub async fn claim_next(pool: &PgPool, holder: &str) -> Result<Option<Action>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let id = sqlx::query_scalar!(
         r#"select id from incident_actions where status = 'queued'
@@ -474,14 +475,30 @@ pub async fn claim_next(pool: &PgPool) -> Result<Option<Action>, sqlx::Error> {
     };
     sqlx::query!(
         r#"update incident_actions set status = 'running', started_at = now(),
-             attempts = attempts + 1
+             attempts = attempts + 1, claimed_by = $2, heartbeat_at = now()
            where id = $1"#,
-        id
+        id,
+        holder
     )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     action(pool, id).await
+}
+
+/// The replica running action `id` is alive; `false` when the action is no longer its own
+/// (another replica took it over after missed heartbeats).
+pub async fn heartbeat(pool: &PgPool, id: i64, holder: &str) -> Result<bool, sqlx::Error> {
+    let beat = sqlx::query!(
+        r#"update incident_actions set heartbeat_at = now()
+           where id = $1 and claimed_by = $2 and status = 'running'"#,
+        id,
+        holder
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(beat == 1)
 }
 
 /// Records how an engine action ended and moves the incident on.
@@ -538,14 +555,23 @@ pub async fn finish(pool: &PgPool, action: &Action, outcome: &Outcome) -> Result
     tx.commit().await
 }
 
-/// On start: actions a dead server left `running` are queued again (they are idempotent and
-/// re-read the saved pre-state) until [`MAX_ATTEMPTS`], then marked failed with the reason.
-pub async fn recover_interrupted(pool: &PgPool) -> Result<u64, sqlx::Error> {
+/// Actions whose replica stopped heart-beating for `stale_after` (it died; with several replicas
+/// the others' actions are left alone) are queued again — they are idempotent and re-read the
+/// saved pre-state — until [`MAX_ATTEMPTS`], then marked failed with the reason. Every worker
+/// runs this on start and then periodically.
+pub async fn recover_interrupted(
+    pool: &PgPool,
+    stale_after: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let stale_after = stale_after.as_secs_f64();
     let resumed = sqlx::query!(
-        r#"update incident_actions set status = 'queued',
+        r#"update incident_actions set status = 'queued', claimed_by = null, heartbeat_at = null,
              result = result || jsonb_build_object('resumed_after_restart', attempts)
-           where status = 'running' and attempts < $1"#,
-        MAX_ATTEMPTS
+           where status = 'running' and attempts < $1
+             and coalesce(heartbeat_at, started_at, '-infinity')
+                 < now() - make_interval(secs => $2)"#,
+        MAX_ATTEMPTS,
+        stale_after
     )
     .execute(pool)
     .await?
@@ -553,7 +579,10 @@ pub async fn recover_interrupted(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let failed = sqlx::query!(
         r#"update incident_actions set status = 'failed', finished_at = now(),
              error = 'the server stopped while this action ran, ' || attempts || ' times; not retried again'
-           where status = 'running'"#
+           where status = 'running'
+             and coalesce(heartbeat_at, started_at, '-infinity')
+                 < now() - make_interval(secs => $1)"#,
+        stale_after
     )
     .execute(pool)
     .await?

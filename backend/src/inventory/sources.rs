@@ -20,6 +20,8 @@ pub struct Source {
     pub counts: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The replica collecting it now (the holder of its lease), when one does.
+    pub collected_by: Option<String>,
 }
 
 /// Freshness of a source's data, for the console.
@@ -121,9 +123,13 @@ pub async fn mark_resynced(
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Source>, sqlx::Error> {
     sqlx::query_as!(
         Source,
-        r#"select id, kind, name, endpoint, connected, last_event_at, last_resync_at, last_error,
-                  last_error_at, counts, created_at, updated_at
-           from sources order by kind, name"#
+        r#"select s.id, s.kind, s.name, s.endpoint, s.connected, s.last_event_at,
+                  s.last_resync_at, s.last_error, s.last_error_at, s.counts, s.created_at,
+                  s.updated_at, l.holder as "collected_by?"
+           from sources s
+           left join leases l
+             on l.name = 'source:' || s.kind || ':' || s.name and l.expires_at > now()
+           order by s.kind, s.name"#
     )
     .fetch_all(db)
     .await

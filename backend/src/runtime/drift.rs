@@ -555,55 +555,75 @@ pub async fn baseline(pool: &PgPool, workload_id: i64) -> Result<Option<Baseline
 pub fn spawn(pool: PgPool, config: Arc<Config>, tasks: &TaskTracker, cancel: &CancellationToken) {
     let settings = config.runtime.clone();
     for endpoint in config.docker_endpoints() {
-        let pool = pool.clone();
-        let cancel = cancel.clone();
+        // With several replicas, one samples each engine: the one holding its drift lease.
+        let lease = format!("job:drift:{}", endpoint.address);
+        let work_pool = pool.clone();
         let settings = settings.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(settings.drift_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first round waits one interval: the collector's first resync comes first.
-            tick.tick().await;
-            let mut docker = None;
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => {}
+        let work = move |cancel: CancellationToken| {
+            let pool = work_pool.clone();
+            let settings = settings.clone();
+            let endpoint = endpoint.clone();
+            async move { sample_loop(pool, endpoint, settings, cancel).await }
+        };
+        tasks.spawn(crate::db::lease::run_while_held(
+            pool.clone(),
+            lease,
+            crate::db::lease::replica_id().into(),
+            config.lease_ttl,
+            cancel.clone(),
+            work,
+        ));
+    }
+}
+
+/// Samples one engine every interval until `cancel` fires.
+async fn sample_loop(
+    pool: PgPool,
+    endpoint: crate::config::DockerEndpoint,
+    settings: Settings,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.drift_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first round waits one interval: the collector's first resync comes first.
+    tick.tick().await;
+    let mut docker = None;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let source_id =
+            match sources::ensure(&pool, "docker", &endpoint.address, &endpoint.address).await {
+                Ok(id) => id,
+                Err(err) => {
+                    tracing::warn!(%err, "drift sampler: cannot find the source");
+                    continue;
                 }
-                let source_id =
-                    match sources::ensure(&pool, "docker", &endpoint.address, &endpoint.address)
-                        .await
-                    {
-                        Ok(id) => id,
-                        Err(err) => {
-                            tracing::warn!(%err, "drift sampler: cannot find the source");
-                            continue;
-                        }
-                    };
-                if docker.is_none() {
-                    match crate::collect::docker::connect(&endpoint).await {
-                        Ok(client) => docker = Some(client),
-                        Err(err) => {
-                            tracing::warn!(%err, "drift sampler: cannot reach the engine");
-                            continue;
-                        }
-                    }
-                }
-                let client = docker.as_ref().expect("connected above");
-                match sample_once(&pool, client, source_id, &settings).await {
-                    Ok(report) => tracing::info!(
-                        endpoint = %endpoint.address,
-                        containers = report.containers,
-                        failed = report.failed,
-                        events = report.events,
-                        elapsed_ms = report.elapsed_ms,
-                        "drift sample"
-                    ),
-                    Err(err) => {
-                        tracing::warn!(%err, endpoint = %endpoint.address, "drift sample failed");
-                        docker = None;
-                    }
+            };
+        if docker.is_none() {
+            match crate::collect::docker::connect(&endpoint).await {
+                Ok(client) => docker = Some(client),
+                Err(err) => {
+                    tracing::warn!(%err, "drift sampler: cannot reach the engine");
+                    continue;
                 }
             }
-        });
+        }
+        let client = docker.as_ref().expect("connected above");
+        match sample_once(&pool, client, source_id, &settings).await {
+            Ok(report) => tracing::info!(
+                endpoint = %endpoint.address,
+                containers = report.containers,
+                failed = report.failed,
+                events = report.events,
+                elapsed_ms = report.elapsed_ms,
+                "drift sample"
+            ),
+            Err(err) => {
+                tracing::warn!(%err, endpoint = %endpoint.address, "drift sample failed");
+                docker = None;
+            }
+        }
     }
 }

@@ -576,19 +576,32 @@ const FULL_SWEEP_EVERY: u32 = 120;
 /// Starts the background sweep.
 pub fn spawn(pool: PgPool, config: &Config, tasks: &TaskTracker, cancel: &CancellationToken) {
     let settings = control_settings(config);
-    let cancel = cancel.clone();
-    tasks.spawn(async move {
-        let mut round: u32 = 0;
-        loop {
-            let all = round % FULL_SWEEP_EVERY == 0;
-            if let Err(err) = sweep_once(&pool, &settings, all).await {
-                tracing::warn!(%err, "judging the image controls of workloads failed");
-            }
-            round = round.wrapping_add(1);
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+    // With several replicas, one sweeps: the one holding the lease.
+    let work_pool = pool.clone();
+    let work = move |cancel: CancellationToken| {
+        let pool = work_pool.clone();
+        let settings = settings.clone();
+        async move {
+            let mut round: u32 = 0;
+            loop {
+                let all = round % FULL_SWEEP_EVERY == 0;
+                if let Err(err) = sweep_once(&pool, &settings, all).await {
+                    tracing::warn!(%err, "judging the image controls of workloads failed");
+                }
+                round = round.wrapping_add(1);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                }
             }
         }
-    });
+    };
+    tasks.spawn(crate::db::lease::run_while_held(
+        pool,
+        "job:image-controls".into(),
+        crate::db::lease::replica_id().into(),
+        config.lease_ttl,
+        cancel.clone(),
+        work,
+    ));
 }

@@ -44,6 +44,8 @@ pub struct SourceView {
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub counts: Value,
+    /// The replica collecting the source now (several servers may share the database).
+    pub collected_by: Option<String>,
     /// `containers 3 · images 2`, for the console.
     #[serde(skip)]
     pub counts_text: String,
@@ -89,6 +91,7 @@ pub async fn source_views(state: &AppState) -> Result<Vec<SourceView>, WebError>
             last_error: source.last_error,
             last_error_at: source.last_error_at,
             counts: source.counts,
+            collected_by: source.collected_by,
         })
         .collect())
 }

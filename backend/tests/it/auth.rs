@@ -1360,7 +1360,7 @@ pub fn binary(database_url: &str) -> std::process::Command {
 }
 
 /// A server process that is killed if the test fails before stopping it.
-struct ServerGuard(std::process::Child);
+pub(crate) struct ServerGuard(pub(crate) std::process::Child);
 
 impl Drop for ServerGuard {
     fn drop(&mut self) {

@@ -563,7 +563,10 @@ async fn an_isolation_a_dead_server_left_half_done_is_resumed_and_still_restores
     let (opened, queued) = open_and_queue_isolation(&pool, workload).await;
 
     // The dead server had claimed the action, saved the pre-state and disconnected, then died.
-    let claimed = store::claim_next(&pool).await.unwrap().unwrap();
+    let claimed = store::claim_next(&pool, "replica-that-died")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.id, queued.id);
     let driver = DockerDriver::new(None);
     let targets = store::live_targets(&pool, opened.id).await.unwrap();
@@ -573,9 +576,15 @@ async fn an_isolation_a_dead_server_left_half_done_is_resumed_and_still_restores
         .unwrap();
     driver.isolate(&targets[0], &saved).await.unwrap();
 
-    // A new server starts: the action is resumed, not forgotten, and the saved pre-state (with
-    // the network) is kept rather than re-read from the isolated container.
-    assert_eq!(store::recover_interrupted(&pool).await.unwrap(), 1);
+    // Another server sees its heartbeat stop (no grace here): the action is resumed, not
+    // forgotten, and the saved pre-state (with the network) is kept rather than re-read from
+    // the isolated container.
+    assert_eq!(
+        store::recover_interrupted(&pool, Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
     let drivers = Drivers::from_config(&crate::common::test_config());
     let started = Instant::now();
     let ran = incident::try_execute_next_action(&pool, &drivers)
@@ -687,7 +696,12 @@ async fn an_action_a_dead_server_left_running_too_often_is_marked_failed_with_th
         .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(store::recover_interrupted(&pool).await.unwrap(), 1);
+    assert_eq!(
+        store::recover_interrupted(&pool, Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
     let action = store::action(&pool, queued.id).await.unwrap().unwrap();
     assert_eq!(action.status, "failed");
     assert!(action

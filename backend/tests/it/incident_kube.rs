@@ -372,7 +372,10 @@ async fn a_half_done_quarantine_is_resumed_after_a_restart_and_restore_puts_back
     // The dead server had claimed the action, saved the pre-state and labelled the pod, then
     // died before recording anything else.
     let driver = KubernetesDriver::with_client("fake", client.clone());
-    store::claim_next(&pool).await.unwrap().unwrap();
+    store::claim_next(&pool, "replica-that-died")
+        .await
+        .unwrap()
+        .unwrap();
     let targets = store::live_targets(&pool, opened.id).await.unwrap();
     let saved = driver.snapshot(&targets[0]).await.unwrap();
     assert_eq!(saved.pre_state["label"], "by-hand");
@@ -382,7 +385,12 @@ async fn a_half_done_quarantine_is_resumed_after_a_restart_and_restore_puts_back
     driver.isolate(&targets[0], &saved).await.unwrap();
 
     // A new server: the action is resumed and keeps the saved pre-state.
-    assert_eq!(store::recover_interrupted(&pool).await.unwrap(), 1);
+    assert_eq!(
+        store::recover_interrupted(&pool, Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
     let mut drivers = Drivers::default();
     drivers.insert("kubernetes", Arc::new(driver));
     let ran = incident::try_execute_next_action(&pool, &drivers)

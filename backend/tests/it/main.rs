@@ -17,3 +17,4 @@ mod ownership;
 mod posture_scan;
 mod review;
 mod runtime;
+mod scale;

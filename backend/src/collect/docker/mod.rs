@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{supervise, Backoff, Outcome};
 use crate::config::{Config, DockerEndpoint};
+use crate::db::lease;
 use crate::inventory::sources;
 use crate::runtime::rules::{judge_exec, ExecFacts};
 use ingest::{Batch, Report, RuntimeEvent};
@@ -593,7 +594,8 @@ async fn session(
 }
 
 /// Registers every configured endpoint as a source and starts one supervised collector task per
-/// endpoint on `tasks`; each stops when `cancel` fires.
+/// endpoint on `tasks`, running while this replica holds the source's lease; each stops when
+/// `cancel` fires.
 pub fn spawn(pool: PgPool, config: Arc<Config>, tasks: &TaskTracker, cancel: &CancellationToken) {
     for endpoint in config.docker_endpoints() {
         let pool = pool.clone();
@@ -614,8 +616,20 @@ pub fn spawn(pool: PgPool, config: Arc<Config>, tasks: &TaskTracker, cancel: &Ca
                 }
             };
             let name = endpoint.address.clone();
-            supervise(&name, cancel.clone(), Backoff::default(), || {
-                session(&pool, &endpoint, source_id, &config, &cancel)
+            // Several replicas may share the database: only the holder of the source's lease
+            // collects it.
+            let lease = lease::source_lease("docker", &endpoint.address);
+            let holder = lease::replica_id().to_string();
+            let ttl = config.lease_ttl;
+            lease::run_while_held(pool.clone(), lease, holder, ttl, cancel, |held| {
+                let (pool, endpoint, config, name) =
+                    (pool.clone(), endpoint.clone(), config.clone(), name.clone());
+                async move {
+                    supervise(&name, held.clone(), Backoff::default(), || {
+                        session(&pool, &endpoint, source_id, &config, &held)
+                    })
+                    .await;
+                }
             })
             .await;
         });

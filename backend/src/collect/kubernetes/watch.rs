@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use super::mapping::{self, Kind, Objects};
 use super::persist::{self, Persisted, Written};
 use crate::config::Config;
+use crate::db::lease;
 use crate::inventory::sources;
 
 /// The source kind in the `sources` table.
@@ -506,7 +507,8 @@ pub async fn supervise(pool: PgPool, target: Target, cancel: CancellationToken) 
     }
 }
 
-/// Starts one supervised collector per configured cluster.
+/// Starts one supervised collector per configured cluster, running while this replica holds the
+/// cluster's lease.
 pub fn spawn(config: &Config, pool: &PgPool, tasks: &TaskTracker, cancel: &CancellationToken) {
     let targets = match targets(config) {
         Ok(targets) => targets,
@@ -517,6 +519,17 @@ pub fn spawn(config: &Config, pool: &PgPool, tasks: &TaskTracker, cancel: &Cance
     };
     for target in targets {
         tracing::info!(source = target.name(), "collecting Kubernetes cluster");
-        tasks.spawn(supervise(pool.clone(), target, cancel.clone()));
+        // Only the replica holding the cluster's lease collects it.
+        let lease = lease::source_lease(SOURCE_KIND, target.name());
+        let holder = lease::replica_id().to_string();
+        let pool = pool.clone();
+        tasks.spawn(lease::run_while_held(
+            pool.clone(),
+            lease,
+            holder,
+            config.lease_ttl,
+            cancel.clone(),
+            move |held| supervise(pool.clone(), target.clone(), held),
+        ));
     }
 }
