@@ -555,7 +555,7 @@ impl XlsxSink {
         let mut properties = DocProperties::new()
             .set_title(format!("Harbormaster review {} ({})", meta.id, meta.scope))
             .set_author("Harbormaster");
-        if let Some(taken) = chrono::DateTime::parse_from_rfc3339(&meta.taken_at).ok() {
+        if let Ok(taken) = chrono::DateTime::parse_from_rfc3339(&meta.taken_at) {
             if let Ok(at) = ExcelDateTime::from_timestamp(taken.timestamp()) {
                 properties = properties.set_creation_datetime(&at);
             }
@@ -902,9 +902,9 @@ impl Sink for HtmlSink {
                 .write_all(b"<p class=\"note\">None.</p>\n")
                 .map_err(io)?;
         } else if spec.large && self.rows_in_table > self.shown as i64 {
-            write!(
+            writeln!(
                 self.out,
-                "<p class=\"note\">The first {} of {} rows; the CSV, JSON and XLSX exports hold every row.</p>\n",
+                "<p class=\"note\">The first {} of {} rows; the CSV, JSON and XLSX exports hold every row.</p>",
                 self.shown, self.rows_in_table
             )
             .map_err(io)?;
