@@ -284,7 +284,7 @@ pub struct Summary {
 const GRADE_VALUE: &str = "case w.grade when 'A' then 4 when 'B' then 3 when 'C' then 2 \
                            when 'D' then 1 when 'F' then 0 end";
 
-/// The summary of open findings grouped by source, namespace or check.
+/// The summary of open findings grouped by source, namespace, team or check.
 pub async fn posture_summary(pool: &PgPool, by: &str) -> Result<Vec<SummaryRow>, WebError> {
     let sql = match by {
         "source" | "namespace" => {
@@ -315,13 +315,42 @@ pub async fn posture_summary(pool: &PgPool, by: &str) -> Result<Vec<SummaryRow>,
                  from findings f where f.status = 'open' and f.waiver_id is null \
                  group by 1 order by 1"
             .to_string(),
+        // A team's findings are those routed to it (it owns the finding's layer of the
+        // workload); its workloads those it owns any layer of.
+        "team" => format!(
+            "with routed as ( \
+                 select o.team_id, \
+                 count(*) filter (where f.severity = 'critical') as critical, \
+                 count(*) filter (where f.severity = 'high') as high, \
+                 count(*) filter (where f.severity = 'medium') as medium, \
+                 count(*) filter (where f.severity = 'low') as low, \
+                 count(*) filter (where f.severity = 'info') as info, \
+                 count(distinct f.workload_id) as workloads_affected \
+                 from findings f join workload_owners o \
+                   on o.workload_id = f.workload_id and o.layer = f.layer \
+                 where f.status = 'open' and f.waiver_id is null group by o.team_id), \
+             owned as ( \
+                 select o.team_id, count(w.grade) as workloads, \
+                 avg({GRADE_VALUE})::float8 as average_grade, \
+                 (array['F','D','C','B','A'])[min({GRADE_VALUE}) + 1] as worst_grade \
+                 from (select distinct team_id, workload_id from workload_owners) o \
+                 join workloads w on w.id = o.workload_id \
+                 where w.stage <> 'retire' group by o.team_id) \
+             select t.name as key, coalesce(r.critical, 0) as critical, \
+                 coalesce(r.high, 0) as high, coalesce(r.medium, 0) as medium, \
+                 coalesce(r.low, 0) as low, coalesce(r.info, 0) as info, \
+                 coalesce(r.workloads_affected, 0) as workloads_affected, \
+                 coalesce(ow.workloads, 0) as workloads, ow.average_grade, ow.worst_grade \
+             from teams t left join routed r on r.team_id = t.id \
+             left join owned ow on ow.team_id = t.id order by 1"
+        ),
         other => {
             return Err(WebError::BadRequest(format!(
-                "by '{other}' is not one of source, namespace, check"
+                "by '{other}' is not one of source, namespace, team, check"
             )))
         }
     };
-    // The SQL is one of three fixed texts chosen above: no input is formatted into it.
+    // The SQL is one of four fixed texts chosen above: no input is formatted into it.
     Ok(sqlx::query_as::<_, SummaryRow>(&sql)
         .fetch_all(pool)
         .await?)
@@ -338,8 +367,9 @@ async fn summary(
             other => return Err(unknown(other, &["by"])),
         }
     }
-    let by = by
-        .ok_or_else(|| WebError::BadRequest("by is required: source, namespace or check".into()))?;
+    let by = by.ok_or_else(|| {
+        WebError::BadRequest("by is required: source, namespace, team or check".into())
+    })?;
     let groups = posture_summary(&state.pool, &by).await?;
     Ok(ApiJson(Summary { by, groups }))
 }
@@ -545,6 +575,8 @@ pub struct GroupFilter {
     pub layer: Option<String>,
     pub stage: Option<String>,
     pub threat: Option<String>,
+    /// Routed to this team (by id): it owns the finding's layer of the workload.
+    pub team: Option<i64>,
     /// The drill-down's cursor: workloads with a larger id.
     pub after: Option<i64>,
 }
@@ -557,7 +589,7 @@ const THREATS: &[&str] = &[
     "misconfiguration",
 ];
 /// The filters the findings pages keep in their links.
-const GROUP_FILTERS: &[&str] = &["severity", "layer", "stage", "threat"];
+const GROUP_FILTERS: &[&str] = &["severity", "layer", "stage", "threat", "team"];
 
 impl GroupFilter {
     pub fn parse(params: &HashMap<String, String>) -> Result<Self, WebError> {
@@ -569,17 +601,11 @@ impl GroupFilter {
                 "stage" => filter.stage = Some(one_of("stage", value, STAGES)?),
                 "threat" => filter.threat = Some(one_of("threat", value, THREATS)?),
                 "after" => filter.after = Some(parse_id("after", value)?),
-                "team" => {
-                    return Err(WebError::BadRequest(
-                        "the findings page counts every team; a team's findings are on its page \
-                         under /teams"
-                            .into(),
-                    ))
-                }
+                "team" => filter.team = Some(parse_id("team", value)?),
                 other => {
                     return Err(unknown(
                         other,
-                        &["severity", "layer", "stage", "threat", "after"],
+                        &["severity", "layer", "stage", "threat", "team", "after"],
                     ))
                 }
             }
@@ -621,6 +647,15 @@ impl GroupFilter {
         if let Some(layer) = &self.layer {
             query.push(" and f.layer = ").push_bind(layer.clone());
         }
+        if let Some(team) = self.team {
+            query
+                .push(
+                    " and exists (select 1 from workload_owners o where o.workload_id = \
+                     f.workload_id and o.layer = f.layer and o.team_id = ",
+                )
+                .push_bind(team)
+                .push(")");
+        }
     }
 }
 
@@ -655,14 +690,30 @@ pub async fn groups_by_check(
 ) -> Result<(Vec<CheckGroup>, DateTime<Utc>), sqlx::Error> {
     let checks: Option<Vec<String>> = (filter.stage.is_some() || filter.threat.is_some())
         .then(|| filter.checks().into_iter().map(str::to_string).collect());
-    let (rows, at) = summary::counts(
-        pool,
-        filter.severity,
-        filter.layer.as_deref(),
-        checks.as_deref(),
-        Utc::now(),
-    )
-    .await?;
+    let (rows, at) = if filter.team.is_some() {
+        // One team's findings: counted live (the maintained counts are for everyone).
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "select f.check_id, \
+             (array['info','low','medium','high','critical'])[max({SEVERITY_RANK})] as worst, \
+             (count(distinct f.workload_id) filter (where f.waiver_id is null))::int4 as workloads, \
+             (count(*) filter (where f.waiver_id is not null))::int4 as waived, \
+             count(*)::int4 as findings \
+             from findings f where f.status = 'open'"
+        ));
+        filter.push(&mut query);
+        query.push(" group by f.check_id");
+        let rows: Vec<summary::CheckCount> = query.build_query_as().fetch_all(pool).await?;
+        (rows, Utc::now())
+    } else {
+        summary::counts(
+            pool,
+            filter.severity,
+            filter.layer.as_deref(),
+            checks.as_deref(),
+            Utc::now(),
+        )
+        .await?
+    };
     let mut groups: Vec<CheckGroup> = rows
         .into_iter()
         .map(|row| CheckGroup {
@@ -686,6 +737,9 @@ pub async fn groups_by_check(
 /// The filter form's state and the links that keep it.
 pub struct GroupFilterView {
     pub severity: String,
+    pub team: String,
+    /// Every team (id, name) for the team filter.
+    pub teams: Vec<(i64, String)>,
     pub layer: String,
     pub stage: String,
     pub threat: String,
@@ -707,6 +761,8 @@ impl GroupFilterView {
             .collect();
         Self {
             severity: given("severity"),
+            team: given("team"),
+            teams: Vec::new(),
             layer: given("layer"),
             stage: given("stage"),
             threat: given("threat"),
@@ -727,6 +783,14 @@ impl GroupFilterView {
         } else {
             format!("{}&{extra}", self.query)
         }
+    }
+
+    /// The teams for the team filter.
+    async fn with_teams(mut self, pool: &PgPool) -> Result<Self, sqlx::Error> {
+        self.teams = sqlx::query_as("select id, name from teams order by lower(name)")
+            .fetch_all(pool)
+            .await?;
+        Ok(self)
     }
 
     /// A threat's words as people read them.
@@ -770,7 +834,9 @@ async fn get_findings_page(
         ctx: ctx.titled("Findings").active("/findings"),
         groups,
         counted_at,
-        filters: GroupFilterView::new(&params),
+        filters: GroupFilterView::new(&params)
+            .with_teams(&state.pool)
+            .await?,
         action: "/findings".into(),
         any_workload,
     };
@@ -872,7 +938,9 @@ async fn get_check_findings_page(
     let filter = GroupFilter::parse(&params)?;
     let (workloads, next) =
         affected_workloads(&state.pool, meta.id, &filter, AFFECTED_PAGE).await?;
-    let filters = GroupFilterView::new(&params);
+    let filters = GroupFilterView::new(&params)
+        .with_teams(&state.pool)
+        .await?;
     let base = format!("/findings/{}", meta.id);
     let page = CheckFindingsPage {
         ctx: ctx

@@ -425,8 +425,37 @@ async fn the_api_filters_pages_summarizes_and_takes_waiver_requests(pool: PgPool
         .find(|g| g["key"] == "priv.privileged")
         .unwrap();
     assert_eq!(privileged["critical"], 1);
+    // By team: the findings routed to the team owning their layer, its workloads' grades.
+    let team: i64 = sqlx::query_scalar(
+        "insert into teams (name, kind) values ('alpha', 'development') returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into workload_owners (workload_id, layer, team_id, via, provenance) \
+         select $1, layer, $2, 'assignment', 'assigned' \
+         from unnest(array['application','image','runtime','orchestration','host']) as layer",
+    )
+    .bind(a)
+    .bind(team)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, by_team) = get_json(&app, "/api/v1/posture/summary?by=team").await;
+    assert_eq!(status, 200, "{by_team}");
+    let alpha = by_team["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "alpha")
+        .unwrap();
+    assert_eq!(alpha["critical"], 1, "{alpha}");
+    assert_eq!(alpha["workloads_affected"], 1);
+    assert_eq!(alpha["workloads"], 1);
+    assert_eq!(alpha["worst_grade"], "F");
     assert_eq!(
-        get_json(&app, "/api/v1/posture/summary?by=team").await.0,
+        get_json(&app, "/api/v1/posture/summary?by=colour").await.0,
         400
     );
 
