@@ -374,6 +374,9 @@ pub struct ImagesConfig {
     pub max_age_days: u32,
     /// The largest build report accepted (with its scan), default 16 MiB.
     pub build_report_limit: usize,
+    /// Whether the server judges the image controls of new and changed workloads in the
+    /// background (always, except in tests, which judge them when they choose).
+    pub background_sweep: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -831,6 +834,7 @@ impl Config {
                 16 * 1024 * 1024,
                 1024..=256 * 1024 * 1024,
             )? as usize,
+            background_sweep: true,
         };
         if let Some(entry) = images
             .allowed_registries
@@ -938,6 +942,8 @@ impl Config {
         // Tests choose their clusters; the developer's own ~/.kube/config is never collected.
         config.kubeconfig = None;
         config.kube_in_cluster = false;
+        // Tests judge the image controls when they choose (`supply::store::sweep_once`).
+        config.images.background_sweep = false;
         config
     }
 }

@@ -575,6 +575,9 @@ const FULL_SWEEP_EVERY: u32 = 120;
 
 /// Starts the background sweep.
 pub fn spawn(pool: PgPool, config: &Config, tasks: &TaskTracker, cancel: &CancellationToken) {
+    if !config.images.background_sweep {
+        return;
+    }
     let settings = control_settings(config);
     // With several replicas, one sweeps: the one holding the lease.
     let work_pool = pool.clone();

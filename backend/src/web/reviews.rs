@@ -341,6 +341,8 @@ async fn sign_off(
     id: i64,
     comment: &str,
 ) -> Result<SignOff, WebError> {
+    // An unknown review is a 404 whoever asks.
+    store::get(&state.pool, id).await?;
     let result = if principal.kind != PrincipalKind::Session {
         Err(ReviewError::Forbidden(
             "a review is signed off by a person signed in to the console, not by a token".into(),

@@ -174,6 +174,7 @@ async fn the_overview_says_what_to_configure_when_there_is_no_source(pool: PgPoo
             "Teams",
             "Images",
             "Incidents",
+            "Reviews",
             "Checks",
             "Sources"
         ]

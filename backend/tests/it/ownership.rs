@@ -440,6 +440,26 @@ async fn a_namespace_label_change_reroutes_that_namespaces_findings(pool: PgPool
     .await;
     assert_eq!(routed(checkout).await, web_findings);
     assert_eq!(routed(payments).await, db_findings);
+    // The findings page counts the team's routed findings the same way.
+    let page_total = |team: i64| {
+        let admin = &admin;
+        async move {
+            let page = html(
+                &admin
+                    .get(&format!("/findings?team={team}&layer=image"))
+                    .await
+                    .text()
+                    .await
+                    .unwrap(),
+            );
+            texts(&page, "table.finding-groups tbody td:nth-child(5)")
+                .iter()
+                .map(|n| n.parse::<usize>().unwrap())
+                .sum::<usize>()
+        }
+    };
+    assert_eq!(page_total(checkout).await, web_findings.len());
+    assert_eq!(page_total(payments).await, db_findings.len());
     assert_eq!(
         owner_of(&owners(&admin, web).await, "image"),
         "checkout via namespace label team=checkout"
