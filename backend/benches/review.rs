@@ -128,6 +128,13 @@ async fn review(pool: &PgPool, config: &Config) -> (std::time::Duration, store::
 
 #[tokio::main]
 async fn main() {
+    // The worker logs how long the snapshot and each format took.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "harbormaster::review=info".into()),
+        )
+        .try_init();
     let pool = common::fresh_database("harbormaster_bench_review", 10).await;
     let started = Instant::now();
     seed(&pool).await;

@@ -490,6 +490,55 @@ async fn plan_waivers(
     Ok(())
 }
 
+/// Reviews finished in the last day, told once each (the subject is the review): to the team
+/// the review is about, the security teams, or a fixed channel.
+async fn plan_reviews(
+    conn: &mut PgConnection,
+    audience: &Audience,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    items: &mut NewItems,
+) -> Result<(), sqlx::Error> {
+    if !audience.wants("review_ready") {
+        return Ok(());
+    }
+    let rows = sqlx::query!(
+        r#"select id, team_id, team_name, trigger, requested_by,
+                  finished_at as "finished_at!",
+                  coalesce((summary #>> '{totals,open_findings}')::bigint, 0) as "open!",
+                  coalesce((summary #>> '{totals,critical}')::bigint, 0) as "critical!"
+           from reviews
+           where status = 'succeeded' and finished_at > $1::timestamptz - interval '1 day'
+             and finished_at <= $1
+           order by finished_at, id limit $2"#,
+        now,
+        settings.batch
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &rows {
+        let scope = row.team_name.as_deref().map_or_else(
+            || "the whole estate".to_string(),
+            |team| format!("team {team}"),
+        );
+        let item = Item {
+            kind: "review_ready".into(),
+            subject: format!("review:{}", row.id),
+            title: format!("Review #{} of {scope} is ready for sign-off", row.id),
+            severity: if row.critical > 0 { "high" } else { "info" }.into(),
+            text: format!(
+                "{} open findings ({} critical); {} review asked by {}",
+                row.open, row.critical, row.trigger, row.requested_by
+            ),
+            link: format!("{}/reviews/{}", settings.public_url, row.id),
+            at: row.finished_at,
+        };
+        let owners: Vec<i64> = row.team_id.into_iter().collect();
+        items.add(audience, "review_ready", &owners, &item);
+    }
+    Ok(())
+}
+
 fn plural(event: &str, total: i64) -> String {
     match event {
         "finding" => format!("{total} new findings"),
@@ -504,6 +553,7 @@ fn list_link(settings: &Settings, event: &str) -> String {
     let path = match event {
         "finding" | "runtime_event" => "/workloads",
         "incident" => "/incidents",
+        "review_ready" => "/reviews",
         _ => "/",
     };
     format!("{}{path}", settings.public_url)
@@ -658,7 +708,7 @@ pub async fn plan_once(
     report.more |= plan_runtime_events(&mut tx, &audience, settings, &mut items).await?;
     report.more |= plan_incident_actions(&mut tx, &audience, settings, &mut items).await?;
     plan_waivers(&mut tx, &audience, settings, now, &mut items).await?;
-    // Reviews ready for sign-off: the event is defined; it is planned once reviews exist.
+    plan_reviews(&mut tx, &audience, settings, now, &mut items).await?;
     if !items.route.is_empty() {
         let inserted = sqlx::query!(
             "insert into notification_items (route_id, channel_id, subject, severity, item, created_at)

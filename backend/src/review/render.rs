@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use serde_json::Value;
@@ -134,9 +135,11 @@ pub const TOTALS: &[&str] = &[
     "lifecycle_anomalies",
 ];
 
+/// What the reader hands every writer: the rows are shared, so reading once feeds every format.
+#[derive(Clone)]
 enum Event {
     Begin(&'static TableSpec, i64),
-    Rows(Vec<Vec<Value>>),
+    Rows(Arc<Vec<Vec<Value>>>),
     End,
 }
 
@@ -161,83 +164,158 @@ pub async fn render(
     dir: &Path,
     progress: Option<ProgressSpan>,
 ) -> Result<Rendered, ReviewError> {
-    tokio::fs::create_dir_all(dir).await?;
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    let file_name = format!(
-        "review-{}-{}.{}",
-        review.id,
-        &token[..12],
-        format.extension()
-    );
-    let path = dir.join(&file_name);
-    let partial = dir.join(format!("{file_name}.partial"));
-    let meta = Meta::of(review);
-    let total_rows: i64 = TABLES.iter().map(|t| meta.rows(t.name)).sum();
-
-    let (sender, mut receiver) = mpsc::channel::<Event>(8);
-    let writer_path = partial.clone();
-    let writer_dir = dir.to_path_buf();
-    let writer_meta = meta.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut sink = open_sink(format, &writer_path, &writer_dir, &writer_meta)?;
-        while let Some(event) = receiver.blocking_recv() {
-            match event {
-                Event::Begin(spec, rows) => sink.begin_table(spec, rows)?,
-                Event::Rows(rows) => {
-                    for row in &rows {
-                        sink.row(row)?;
-                    }
-                }
-                Event::End => sink.end_table()?,
-            }
-        }
-        sink.finish()
-    });
-
-    let fed = feed(
-        pool, review.id, format, &meta, &sender, progress, total_rows,
-    )
-    .await;
-    drop(sender);
-    let written = writer
-        .await
-        .map_err(|err| ReviewError::render(format, err))?;
-    if let Err(err) = fed.and(written.map_err(|message| ReviewError::Render { format, message })) {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(err);
-    }
-    let hashed_path = partial.clone();
-    let (bytes, sha256) = tokio::task::spawn_blocking(move || sha256_of(&hashed_path))
-        .await
-        .map_err(|err| ReviewError::render(format, err))??;
-    tokio::fs::rename(&partial, &path).await?;
-    Ok(Rendered {
-        file_name,
-        bytes,
-        sha256,
-    })
+    let mut rendered = render_all(pool, review, &[format], dir, progress).await?;
+    Ok(rendered.remove(0).1)
 }
 
-/// Reads every table of the review in order and hands the rows to the writer.
+/// One file being written: its writer runs on a blocking thread of its own.
+struct Output {
+    format: Format,
+    file_name: String,
+    partial: PathBuf,
+    sender: mpsc::Sender<Event>,
+    writer: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Renders `review` in every one of `formats` at once: the stored rows are read once and handed
+/// to one writer thread per format, so the formats are written in parallel and the slowest one
+/// sets the pace (each channel holds a few batches: memory stays bounded). Either every file is
+/// written, or none is kept.
+pub async fn render_all(
+    pool: &PgPool,
+    review: &Review,
+    formats: &[Format],
+    dir: &Path,
+    progress: Option<ProgressSpan>,
+) -> Result<Vec<(Format, Rendered)>, ReviewError> {
+    tokio::fs::create_dir_all(dir).await?;
+    let meta = Meta::of(review);
+    let total_rows: i64 = TABLES.iter().map(|t| meta.rows(t.name)).sum();
+    let mut outputs = Vec::with_capacity(formats.len());
+    for &format in formats {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let file_name = format!(
+            "review-{}-{}.{}",
+            review.id,
+            &token[..12],
+            format.extension()
+        );
+        let partial = dir.join(format!("{file_name}.partial"));
+        let (sender, mut receiver) = mpsc::channel::<Event>(8);
+        let writer_path = partial.clone();
+        let writer_dir = dir.to_path_buf();
+        let writer_meta = meta.clone();
+        let writer = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut sink = open_sink(format, &writer_path, &writer_dir, &writer_meta)?;
+            while let Some(event) = receiver.blocking_recv() {
+                match event {
+                    Event::Begin(spec, rows) => sink.begin_table(spec, rows)?,
+                    Event::Rows(rows) => {
+                        for row in rows.iter() {
+                            sink.row(row)?;
+                        }
+                    }
+                    Event::End => sink.end_table()?,
+                }
+            }
+            sink.finish()
+        });
+        outputs.push(Output {
+            format,
+            file_name,
+            partial,
+            sender,
+            writer,
+        });
+    }
+
+    let senders: Vec<(Format, mpsc::Sender<Event>)> = outputs
+        .iter()
+        .map(|output| (output.format, output.sender.clone()))
+        .collect();
+    let fed = feed(pool, review.id, &senders, &meta, progress, total_rows).await;
+    drop(senders);
+    // A writer's own error explains a stop better than the reader's "stopped early".
+    let mut failure: Option<ReviewError> = None;
+    let mut written = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let Output {
+            format,
+            file_name,
+            partial,
+            sender,
+            writer,
+        } = output;
+        drop(sender);
+        let result = match writer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(ReviewError::Render { format, message }),
+            Err(err) => Err(ReviewError::render(format, err)),
+        };
+        if let Err(err) = result {
+            failure.get_or_insert(err);
+        }
+        written.push((format, file_name, partial));
+    }
+    if let Some(err) = failure.or(fed.err()) {
+        for (_, _, partial) in &written {
+            let _ = tokio::fs::remove_file(partial).await;
+        }
+        return Err(err);
+    }
+
+    let hashing: Vec<_> = written
+        .iter()
+        .map(|(_, _, partial)| {
+            let path = partial.clone();
+            tokio::task::spawn_blocking(move || sha256_of(&path))
+        })
+        .collect();
+    let mut rendered = Vec::with_capacity(written.len());
+    for ((format, file_name, partial), hashed) in written.into_iter().zip(hashing) {
+        let (bytes, sha256) = hashed
+            .await
+            .map_err(|err| ReviewError::render(format, err))??;
+        tokio::fs::rename(&partial, dir.join(&file_name)).await?;
+        rendered.push((
+            format,
+            Rendered {
+                file_name,
+                bytes,
+                sha256,
+            },
+        ));
+    }
+    Ok(rendered)
+}
+
+/// Reads every table of the review in order and hands the rows to every writer.
 async fn feed(
     pool: &PgPool,
     id: i64,
-    format: Format,
+    senders: &[(Format, mpsc::Sender<Event>)],
     meta: &Meta,
-    sender: &mpsc::Sender<Event>,
     progress: Option<ProgressSpan>,
     total_rows: i64,
 ) -> Result<(), ReviewError> {
-    let gone = || ReviewError::render(format, "the writer stopped early");
+    let send = |event: Event| async move {
+        for (format, sender) in senders {
+            sender
+                .send(event.clone())
+                .await
+                .map_err(|_| ReviewError::render(*format, "the writer stopped early"))?;
+        }
+        Ok::<(), ReviewError>(())
+    };
+    let names: Vec<&str> = senders.iter().map(|(format, _)| format.as_str()).collect();
+    let phase = format!("rendering {}", names.join(", "));
+    // The printable HTML needs only the first rows of a large table.
+    let html_only = senders.iter().all(|(format, _)| *format == Format::Html);
     let mut done: i64 = 0;
     let mut reported: i64 = 0;
     for spec in TABLES {
-        sender
-            .send(Event::Begin(spec, meta.rows(spec.name)))
-            .await
-            .map_err(|_| gone())?;
-        // The printable HTML needs only the first rows of a large table.
-        let limit = if format == Format::Html && spec.large {
+        send(Event::Begin(spec, meta.rows(spec.name))).await?;
+        let limit = if html_only && spec.large {
             HTML_ROW_LIMIT as i64
         } else {
             i64::MAX
@@ -255,38 +333,27 @@ async fn feed(
             batch.push(cells);
             if batch.len() == BATCH {
                 done += BATCH as i64;
-                sender
-                    .send(Event::Rows(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(BATCH),
-                    )))
-                    .await
-                    .map_err(|_| gone())?;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                send(Event::Rows(Arc::new(full))).await?;
                 if let Some(span) = progress {
                     if done - reported >= 50_000 {
                         reported = done;
                         let percent = span.from
                             + ((span.to - span.from) as i64 * done / total_rows.max(1)) as i32;
-                        store::progress(
-                            pool,
-                            id,
-                            &format!("rendering {format}"),
-                            percent.min(span.to),
-                            done,
-                        )
-                        .await?;
+                        store::progress(pool, id, &phase, percent.min(span.to), done).await?;
                     }
                 }
             }
         }
         done += batch.len() as i64;
         if !batch.is_empty() {
-            sender.send(Event::Rows(batch)).await.map_err(|_| gone())?;
+            send(Event::Rows(Arc::new(batch))).await?;
         }
-        sender.send(Event::End).await.map_err(|_| gone())?;
+        send(Event::End).await?;
     }
     if let Some(span) = progress {
-        store::progress(pool, id, &format!("rendered {format}"), span.to, done).await?;
+        let phase = format!("rendered {}", names.join(", "));
+        store::progress(pool, id, &phase, span.to, done).await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -29,22 +29,33 @@ fn settings(config: &Config) -> SnapshotSettings {
 /// failed with the error.
 pub async fn generate(pool: &PgPool, config: &Config, id: i64) -> Result<Review, ReviewError> {
     let result = async {
+        let started = Instant::now();
         snapshot::take(pool, id, settings(config)).await?;
+        tracing::info!(
+            review = id,
+            seconds = started.elapsed().as_secs_f64(),
+            "review snapshot taken"
+        );
         let review = store::get(pool, id).await?;
         let formats = review.formats();
         let dir = render::directory(&config.data_dir);
-        let share = (100 - SNAPSHOT_PERCENT) / formats.len().max(1) as i32;
-        for (index, format) in formats.iter().enumerate() {
-            let from = SNAPSHOT_PERCENT + share * index as i32;
-            let span = ProgressSpan {
-                from,
-                to: from + share,
-            };
-            let rendered = render::render(pool, &review, *format, &dir, Some(span)).await?;
+        let span = ProgressSpan {
+            from: SNAPSHOT_PERCENT,
+            to: 100,
+        };
+        let started = Instant::now();
+        let rendered = render::render_all(pool, &review, &formats, &dir, Some(span)).await?;
+        tracing::info!(
+            review = id,
+            formats = formats.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "review exports rendered"
+        );
+        for (format, rendered) in rendered {
             store::save_export(
                 pool,
                 id,
-                *format,
+                format,
                 &rendered.file_name,
                 rendered.bytes,
                 &rendered.sha256,

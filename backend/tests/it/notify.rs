@@ -1141,6 +1141,89 @@ async fn runtime_events_incident_steps_and_expiring_waivers_are_told_once(pool: 
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_generated_team_review_is_told_to_that_team_once(pool: PgPool) {
+    use harbormaster::review::{self, store::NewReview};
+
+    let receiver = Receiver::start().await;
+    plan::init_cursors(&pool).await.unwrap();
+    team(&pool, "payments", "development").await;
+    team(&pool, "search", "development").await;
+    add_channel(
+        &pool,
+        webhook("pay", &receiver.url("pay"), Some("payments")),
+    )
+    .await;
+    add_channel(
+        &pool,
+        webhook("find", &receiver.url("find"), Some("search")),
+    )
+    .await;
+    add_route(
+        &pool,
+        route("reviews", "review_ready", "info", "owner", None),
+    )
+    .await;
+
+    let data = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.data_dir = data.path().to_path_buf();
+    let mut conn = pool.acquire().await.unwrap();
+    let (asked, _) = review::store::request(
+        &mut conn,
+        NewReview {
+            team: Some("payments".into()),
+            formats: vec![review::Format::Html],
+            trigger: "manual",
+            schedule_key: None,
+            requested_by: "alice".into(),
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    // Queued: nothing to tell yet.
+    assert_eq!(plan_at(&pool, Utc::now()).await.items, 0);
+    let done = review::worker::run_next(&pool, &config)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.id, done.status.as_str()), (asked.id, "succeeded"));
+
+    let now = Utc::now();
+    let report = plan_at(&pool, now).await;
+    assert_eq!((report.items, report.deliveries), (1, 1));
+    deliver_at(&pool, now).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "only the review's team hears of it");
+    assert!(
+        received[0].path.starts_with("/hook/pay/"),
+        "{}",
+        received[0].path
+    );
+    let body = received[0].json();
+    assert_eq!(body["event"], "review_ready");
+    assert_eq!(
+        body["items"][0]["link"],
+        format!("{PUBLIC}/reviews/{}", asked.id)
+    );
+    assert!(
+        body["items"][0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("team payments"),
+        "{body}"
+    );
+    // Told once.
+    assert_eq!(
+        plan_at(&pool, now + chrono::Duration::minutes(30))
+            .await
+            .items,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn an_admin_sets_up_a_channel_and_a_route_in_the_browser(pool: PgPool) {
     use fantoccini::Locator;
 
@@ -1174,7 +1257,12 @@ async fn an_admin_sets_up_a_channel_and_a_route_in_the_browser(pool: PgPool) {
         .await
         .unwrap();
     form.submit().await.unwrap();
-    let notice = client.find(Locator::Css("p.notice")).await.unwrap();
+    let notice = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
     assert!(notice.text().await.unwrap().contains("not shown again"));
     let source = client.source().await.unwrap();
     assert!(!source.contains("XYZZY"), "the URL's token is never shown");
@@ -1191,8 +1279,11 @@ async fn an_admin_sets_up_a_channel_and_a_route_in_the_browser(pool: PgPool) {
     form.set_by_name("min_severity", "high").await.unwrap();
     form.set_by_name("audience", "owner").await.unwrap();
     form.submit().await.unwrap();
+    // The page after the submit: wait for it rather than race its load.
     let routes = client
-        .find(Locator::Css("table.notification-routes"))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("table.notification-routes"))
         .await
         .unwrap()
         .text()
