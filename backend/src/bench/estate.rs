@@ -297,6 +297,11 @@ pub async fn seed(pool: &PgPool, options: SeedOptions) -> Result<SeedReport, sql
     }
     report.rollout = started.elapsed();
 
+    // What autovacuum does a little later: statistics, and the visibility map that index-only
+    // scans need (the first write inserts and then updates every workload).
+    sqlx::query("vacuum (analyze) workloads, instances, findings, lifecycle_events")
+        .execute(pool)
+        .await?;
     sqlx::query("analyze").execute(pool).await?;
     report.findings = sqlx::query_scalar("select count(*) from findings where status = 'open'")
         .fetch_one(pool)

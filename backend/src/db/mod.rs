@@ -73,7 +73,10 @@ impl Database {
         };
         let options = options
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
-            .application_name("harbormaster");
+            .application_name("harbormaster")
+            // The console's queries are short; compiling them (PostgreSQL's JIT, on by default
+            // for costly plans) takes longer than running them.
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -348,7 +348,12 @@ pub async fn refresh_scores(
            from unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[],
                        $7::text[], $8::text[], $9::int4[])
                 as t(id, critical, high, medium, low, info, grade, worst, risk)
-           where w.id = t.id"#,
+           where w.id = t.id
+             -- An unchanged score is not rewritten: a row version less per workload and sync.
+             and (w.findings_critical, w.findings_high, w.findings_medium, w.findings_low,
+                  w.findings_info, w.grade, w.worst_severity, w.risk_score)
+                 is distinct from
+                 (t.critical, t.high, t.medium, t.low, t.info, t.grade, t.worst, t.risk)"#,
         &ids,
         &critical,
         &high,

@@ -254,13 +254,20 @@ pub async fn refresh_counts(
                left join instances i on i.workload_id = w.id and i.removed_at is null
                where w.id = any($1)
                group by w.id
+           ),
+           -- Rows whose counts did not change are not rewritten.
+           changed as (
+               update workloads w set
+                   instances_total = c.total,
+                   instances_running = c.running,
+                   gone_since = case when c.total = 0 then coalesce(w.gone_since, now()) else null end
+               from c
+               where w.id = c.id
+                 and (w.instances_total, w.instances_running, w.gone_since is null)
+                     is distinct from (c.total, c.running, c.total > 0)
            )
-           update workloads w set
-               instances_total = c.total,
-               instances_running = c.running,
-               gone_since = case when c.total = 0 then coalesce(w.gone_since, now()) else null end
-           from c where w.id = c.id
-           returning w.id, w.instances_total, w.instances_running"#,
+           select c.id as "id!", c.total as "instances_total!", c.running as "instances_running!"
+           from c"#,
         workload_ids
     )
     .fetch_all(&mut *conn)

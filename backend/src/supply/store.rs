@@ -525,7 +525,8 @@ pub async fn evaluate_workloads(
     findings::store::sync_findings(conn, &evaluations).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     sqlx::query!(
-        "update workloads set image_checked_digests = image_digests where id = any($1)",
+        "update workloads set image_checked_digests = image_digests
+         where id = any($1) and image_checked_digests is distinct from image_digests",
         &ids
     )
     .execute(&mut *conn)
