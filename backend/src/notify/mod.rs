@@ -5,7 +5,9 @@
 //!
 //! Nothing in the collectors' write paths calls this module. The planner ([`plan::plan_once`])
 //! reads each source past its cursor (`notification_cursors`): new findings, runtime events and
-//! incident steps by id, and approved waivers expiring within 7 days. For every item and every
+//! incident steps in (writing transaction, id) order, only those of transactions that have
+//! ended (a row committed late with a low id is not stepped over), approved waivers expiring
+//! within 7 days and reviews just generated. For every item and every
 //! enabled route of its event it resolves the audience *now* (the team owning the layer of the
 //! fix from `workload_owners`, the security teams, or a fixed channel) and records one
 //! `notification_items` row per (route, channel, subject): a finding is told once, however often
@@ -18,7 +20,7 @@
 //! sends it ([`send`]), and on failure retries with exponential backoff and jitter until the
 //! last attempt, after which the message is dead (the dead letters, retried by an admin).
 //!
-//! The first time a source is read its cursor starts at the current highest id: an existing
+//! The first time a source is read its cursor starts at the current horizon: an existing
 //! backlog (say, the estate's first million findings) is never announced. Each round reads at
 //! most `batch` rows per source, so a burst is planned in bounded steps and digested.
 

@@ -151,23 +151,47 @@ impl NewItems {
     }
 }
 
-/// The cursor of `source`, started at `current_max` the first time (no backlog is announced).
+/// Where a source's reading stands: the (transaction, id) of the last row planned. Rows are
+/// read in that order and only below the horizon (see the migration `…160_notify_horizon.sql`),
+/// so a row committed late with a low id is still read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Cursor {
+    xid: i64,
+    id: i64,
+}
+
+/// The horizon of this transaction: rows written by transactions below it are final.
+async fn horizon(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"select notification_horizon() as "horizon!""#)
+        .fetch_one(conn)
+        .await
+}
+
+/// The cursor of `source`, started at the horizon the first time (what was written before is
+/// not announced).
 async fn cursor(
     conn: &mut PgConnection,
     source: &str,
-    current_max: i64,
-) -> Result<i64, sqlx::Error> {
-    let existing = sqlx::query_scalar!(
-        "select last_id from notification_cursors where source = $1",
+    horizon: i64,
+) -> Result<Cursor, sqlx::Error> {
+    let existing = sqlx::query!(
+        "select last_xid, last_id from notification_cursors where source = $1",
         source
     )
     .fetch_optional(&mut *conn)
     .await?;
     match existing {
-        Some(last) => Ok(last),
+        Some(row) => Ok(Cursor {
+            xid: row.last_xid,
+            id: row.last_id,
+        }),
         None => {
-            set_cursor(conn, source, current_max).await?;
-            Ok(current_max)
+            let start = Cursor {
+                xid: horizon,
+                id: 0,
+            };
+            set_cursor(conn, source, start).await?;
+            Ok(start)
         }
     }
 }
@@ -175,73 +199,60 @@ async fn cursor(
 async fn set_cursor(
     conn: &mut PgConnection,
     source: &str,
-    last_id: i64,
+    cursor: Cursor,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "insert into notification_cursors (source, last_id) values ($1, $2)
-         on conflict (source) do update set last_id = excluded.last_id, updated_at = now()",
+        "insert into notification_cursors (source, last_xid, last_id) values ($1, $2, $3)
+         on conflict (source) do update
+         set last_xid = excluded.last_xid, last_id = excluded.last_id, updated_at = now()",
         source,
-        last_id
+        cursor.xid,
+        cursor.id
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Starts every source's cursor at its current maximum when it has none: call once at start so
-/// that existing rows are never announced.
+/// Starts every source's cursor at the horizon when it has none: call once at start so that
+/// existing rows are never announced.
 pub async fn init_cursors(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = pool.begin().await?;
+    let horizon = horizon(&mut tx).await?;
     for source in ["findings", "runtime_events", "incident_actions"] {
-        let max = max_id(&mut conn, source).await?;
         sqlx::query!(
-            "insert into notification_cursors (source, last_id) values ($1, $2)
+            "insert into notification_cursors (source, last_xid, last_id) values ($1, $2, 0)
              on conflict (source) do nothing",
             source,
-            max
+            horizon
         )
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
-async fn max_id(conn: &mut PgConnection, source: &str) -> Result<i64, sqlx::Error> {
-    let max = match source {
-        "findings" => {
-            sqlx::query_scalar!("select max(id) from findings")
-                .fetch_one(&mut *conn)
-                .await?
-        }
-        "runtime_events" => {
-            sqlx::query_scalar!("select max(id) from runtime_events")
-                .fetch_one(&mut *conn)
-                .await?
-        }
-        _ => {
-            sqlx::query_scalar!("select max(id) from incident_actions")
-                .fetch_one(&mut *conn)
-                .await?
-        }
-    };
-    Ok(max.unwrap_or(0))
-}
-
-/// Where a source starts this round, or `None` when no route wants it (its cursor then jumps
-/// to the current maximum: enabling a route later does not announce the past).
+/// Where a source starts this round and the horizon it reads up to, or `None` when no route
+/// wants it (its cursor then jumps to the horizon: enabling a route later does not announce
+/// the past).
 async fn start(
     conn: &mut PgConnection,
     audience: &Audience,
     source: &str,
     event: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    let max = max_id(conn, source).await?;
-    let from = cursor(conn, source, max).await?;
+    horizon: i64,
+) -> Result<Option<Cursor>, sqlx::Error> {
+    let from = cursor(conn, source, horizon).await?;
     if audience.wants(event) {
         Ok(Some(from))
     } else {
-        if max > from {
-            set_cursor(conn, source, max).await?;
+        let jumped = Cursor {
+            xid: horizon,
+            id: 0,
+        };
+        if jumped > from {
+            set_cursor(conn, source, jumped).await?;
         }
         Ok(None)
     }
@@ -289,26 +300,34 @@ async fn plan_findings(
     conn: &mut PgConnection,
     audience: &Audience,
     settings: &Settings,
+    horizon: i64,
     items: &mut NewItems,
 ) -> Result<bool, sqlx::Error> {
-    let Some(from) = start(conn, audience, "findings", "finding").await? else {
+    let Some(from) = start(conn, audience, "findings", "finding", horizon).await? else {
         return Ok(false);
     };
     let rows = sqlx::query!(
         r#"select f.id, f.workload_id, f.check_id, f.container, f.severity, f.message,
                   f.first_seen, f.status, f.waiver_id, w.namespace, w.name,
                   case when f.check_id like 'secrets.%' then f.evidence end as "evidence?",
-                  wo.team_id as "owner?"
+                  wo.team_id as "owner?", f.created_xid::text::bigint as "xid!"
            from findings f
            join workloads w on w.id = f.workload_id
            left join workload_owners wo on wo.workload_id = f.workload_id and wo.layer = f.layer
-           where f.id > $1 order by f.id limit $2"#,
-        from,
+           where (f.created_xid, f.id) > ($1::bigint::text::xid8, $2)
+             and f.created_xid < $3::bigint::text::xid8
+           order by f.created_xid, f.id limit $4"#,
+        from.xid,
+        from.id,
+        horizon,
         settings.batch
     )
     .fetch_all(&mut *conn)
     .await?;
-    let Some(last) = rows.last().map(|row| row.id) else {
+    let Some(last) = rows.last().map(|row| Cursor {
+        xid: row.xid,
+        id: row.id,
+    }) else {
         return Ok(false);
     };
     for row in &rows {
@@ -351,24 +370,34 @@ async fn plan_runtime_events(
     conn: &mut PgConnection,
     audience: &Audience,
     settings: &Settings,
+    horizon: i64,
     items: &mut NewItems,
 ) -> Result<bool, sqlx::Error> {
-    let Some(from) = start(conn, audience, "runtime_events", "runtime_event").await? else {
+    let Some(from) = start(conn, audience, "runtime_events", "runtime_event", horizon).await?
+    else {
         return Ok(false);
     };
     let rows = sqlx::query!(
         r#"select e.id, e.workload_id, e.kind, e.severity, e.summary, e.at,
-                  w.namespace as "namespace?", w.name as "name?", wo.team_id as "owner?"
+                  w.namespace as "namespace?", w.name as "name?", wo.team_id as "owner?",
+                  e.created_xid::text::bigint as "xid!"
            from runtime_events e
            left join workloads w on w.id = e.workload_id
            left join workload_owners wo on wo.workload_id = e.workload_id and wo.layer = 'runtime'
-           where e.id > $1 order by e.id limit $2"#,
-        from,
+           where (e.created_xid, e.id) > ($1::bigint::text::xid8, $2)
+             and e.created_xid < $3::bigint::text::xid8
+           order by e.created_xid, e.id limit $4"#,
+        from.xid,
+        from.id,
+        horizon,
         settings.batch
     )
     .fetch_all(&mut *conn)
     .await?;
-    let Some(last) = rows.last().map(|row| row.id) else {
+    let Some(last) = rows.last().map(|row| Cursor {
+        xid: row.xid,
+        id: row.id,
+    }) else {
         return Ok(false);
     };
     for row in &rows {
@@ -396,9 +425,10 @@ async fn plan_incident_actions(
     conn: &mut PgConnection,
     audience: &Audience,
     settings: &Settings,
+    horizon: i64,
     items: &mut NewItems,
 ) -> Result<bool, sqlx::Error> {
-    let Some(from) = start(conn, audience, "incident_actions", "incident").await? else {
+    let Some(from) = start(conn, audience, "incident_actions", "incident", horizon).await? else {
         return Ok(false);
     };
     let rows = sqlx::query!(
@@ -407,15 +437,23 @@ async fn plan_incident_actions(
                   array(select distinct wo.team_id from incident_workloads iw
                         join workload_owners wo on wo.workload_id = iw.workload_id
                              and wo.layer = 'runtime'
-                        where iw.incident_id = a.incident_id) as "owners!"
+                        where iw.incident_id = a.incident_id) as "owners!",
+                  a.created_xid::text::bigint as "xid!"
            from incident_actions a join incidents i on i.id = a.incident_id
-           where a.id > $1 order by a.id limit $2"#,
-        from,
+           where (a.created_xid, a.id) > ($1::bigint::text::xid8, $2)
+             and a.created_xid < $3::bigint::text::xid8
+           order by a.created_xid, a.id limit $4"#,
+        from.xid,
+        from.id,
+        horizon,
         settings.batch
     )
     .fetch_all(&mut *conn)
     .await?;
-    let Some(last) = rows.last().map(|row| row.id) else {
+    let Some(last) = rows.last().map(|row| Cursor {
+        xid: row.xid,
+        id: row.id,
+    }) else {
         return Ok(false);
     };
     for row in &rows {
@@ -702,11 +740,12 @@ pub async fn plan_once(
         });
     }
     let audience = Audience::load(&mut tx).await?;
+    let horizon = horizon(&mut tx).await?;
     let mut items = NewItems::default();
     let mut report = PlanReport::default();
-    report.more |= plan_findings(&mut tx, &audience, settings, &mut items).await?;
-    report.more |= plan_runtime_events(&mut tx, &audience, settings, &mut items).await?;
-    report.more |= plan_incident_actions(&mut tx, &audience, settings, &mut items).await?;
+    report.more |= plan_findings(&mut tx, &audience, settings, horizon, &mut items).await?;
+    report.more |= plan_runtime_events(&mut tx, &audience, settings, horizon, &mut items).await?;
+    report.more |= plan_incident_actions(&mut tx, &audience, settings, horizon, &mut items).await?;
     plan_waivers(&mut tx, &audience, settings, now, &mut items).await?;
     plan_reviews(&mut tx, &audience, settings, now, &mut items).await?;
     if !items.route.is_empty() {

@@ -1141,6 +1141,54 @@ async fn runtime_events_incident_steps_and_expiring_waivers_are_told_once(pool: 
 }
 
 #[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn a_finding_committed_after_a_newer_one_is_still_told(pool: PgPool) {
+    plan::init_cursors(&pool).await.unwrap();
+    add_channel(&pool, webhook("ops", "http://127.0.0.1:9/hook", None)).await;
+    add_route(
+        &pool,
+        route("all", "finding", "info", "channel", Some("ops")),
+    )
+    .await;
+    let slow = workload(&pool, "slow").await;
+    let fast = workload(&pool, "fast").await;
+
+    // A long collector write takes its finding's id first and commits last.
+    let mut long_write = pool.begin().await.unwrap();
+    let early: i64 = sqlx::query_scalar(
+        "insert into findings (workload_id, check_id, severity, layer, message)
+         values ($1, 'priv.privileged', 'critical', 'orchestration', 'privileged')
+         returning id",
+    )
+    .bind(slow)
+    .fetch_one(&mut *long_write)
+    .await
+    .unwrap();
+    burst(&pool, fast, "ns.host_pid", "high", 1).await;
+    let late: i64 = sqlx::query_scalar("select id from findings where workload_id = $1")
+        .bind(fast)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(late > early);
+
+    // While the long write is open, nothing after it is planned: the cursor cannot pass it.
+    let now = Utc::now();
+    assert_eq!(plan_at(&pool, now).await.items, 0);
+    long_write.commit().await.unwrap();
+    assert_eq!(plan_at(&pool, now).await.items, 2);
+    let mut subjects: Vec<String> =
+        sqlx::query_scalar("select subject from notification_items order by subject")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    subjects.sort();
+    let mut expected = vec![format!("finding:{early}"), format!("finding:{late}")];
+    expected.sort();
+    assert_eq!(subjects, expected);
+    assert_eq!(plan_at(&pool, now).await.items, 0, "each is told once");
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
 async fn a_generated_team_review_is_told_to_that_team_once(pool: PgPool) {
     use harbormaster::review::{self, store::NewReview};
 
