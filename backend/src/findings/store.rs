@@ -86,7 +86,8 @@ pub async fn sync_findings(
     .execute(&mut *conn)
     .await?;
 
-    // The PSS level: the lowest level met by what was evaluated of each workload.
+    // The PSS level: the lowest level met by what was evaluated of each workload; written with
+    // the scores (one row version per workload, not two).
     let mut levels: BTreeMap<i64, crate::posture::pss::PssLevel> = BTreeMap::new();
     for evaluation in evaluations {
         if let Some(level) = evaluation.pss_level {
@@ -96,19 +97,6 @@ pub async fn sync_findings(
                 .or_insert(level);
         }
     }
-    if !levels.is_empty() {
-        let ids: Vec<i64> = levels.keys().copied().collect();
-        let words: Vec<String> = levels.values().map(|l| l.as_str().to_string()).collect();
-        sqlx::query!(
-            r#"update workloads w set pss_level = t.level
-               from unnest($1::int8[], $2::text[]) as t(id, level)
-               where w.id = t.id and w.pss_level is distinct from t.level"#,
-            &ids,
-            &words
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
 
     let ids: Vec<i64> = scope_ids
         .into_iter()
@@ -116,7 +104,11 @@ pub async fn sync_findings(
         .into_iter()
         .collect();
     apply_waivers(conn, &ids, Utc::now()).await?;
-    refresh_scores(conn, &ids).await
+    let levels: Vec<Option<String>> = ids
+        .iter()
+        .map(|id| levels.get(id).map(|l| l.as_str().to_string()))
+        .collect();
+    write_scores(conn, &ids, &levels).await
 }
 
 /// One FAIL to write as an open finding.
@@ -290,9 +282,24 @@ pub async fn refresh_scores(
     conn: &mut PgConnection,
     workload_ids: &[i64],
 ) -> Result<(), sqlx::Error> {
+    write_scores(conn, workload_ids, &vec![None; workload_ids.len()]).await
+}
+
+/// [`refresh_scores`], also setting the PSS level of the workloads whose `levels` entry (in the
+/// order of `workload_ids`) is known.
+async fn write_scores(
+    conn: &mut PgConnection,
+    workload_ids: &[i64],
+    levels: &[Option<String>],
+) -> Result<(), sqlx::Error> {
     if workload_ids.is_empty() {
         return Ok(());
     }
+    let level_of: std::collections::HashMap<i64, Option<String>> = workload_ids
+        .iter()
+        .copied()
+        .zip(levels.iter().cloned())
+        .collect();
     let rows = sqlx::query!(
         r#"select t.id as "id!",
                   count(f.id) filter (where f.severity = 'critical') as "critical!",
@@ -317,7 +324,8 @@ pub async fn refresh_scores(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut grades, mut worst, mut risks) = (
+    let (mut grades, mut worst, mut risks, mut pss) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -339,21 +347,23 @@ pub async fn refresh_scores(
         grades.push(grade(&counts).as_str().to_string());
         worst.push(counts.worst().map(|s| s.as_str().to_string()));
         risks.push(risk_score(&counts));
+        pss.push(level_of.get(&row.id).cloned().flatten());
     }
     sqlx::query!(
         r#"update workloads w set findings_critical = t.critical, findings_high = t.high,
                   findings_medium = t.medium, findings_low = t.low, findings_info = t.info,
                   grade = t.grade, worst_severity = t.worst, risk_score = t.risk,
-                  posture_at = now()
+                  pss_level = coalesce(t.pss, w.pss_level), posture_at = now()
            from unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[],
-                       $7::text[], $8::text[], $9::int4[])
-                as t(id, critical, high, medium, low, info, grade, worst, risk)
+                       $7::text[], $8::text[], $9::int4[], $10::text[])
+                as t(id, critical, high, medium, low, info, grade, worst, risk, pss)
            where w.id = t.id
              -- An unchanged score is not rewritten: a row version less per workload and sync.
              and (w.findings_critical, w.findings_high, w.findings_medium, w.findings_low,
-                  w.findings_info, w.grade, w.worst_severity, w.risk_score)
+                  w.findings_info, w.grade, w.worst_severity, w.risk_score, w.pss_level)
                  is distinct from
-                 (t.critical, t.high, t.medium, t.low, t.info, t.grade, t.worst, t.risk)"#,
+                 (t.critical, t.high, t.medium, t.low, t.info, t.grade, t.worst, t.risk,
+                  coalesce(t.pss, w.pss_level))"#,
         &ids,
         &critical,
         &high,
@@ -362,7 +372,8 @@ pub async fn refresh_scores(
         &info,
         &grades,
         &worst as &[Option<String>],
-        &risks
+        &risks,
+        &pss as &[Option<String>]
     )
     .execute(&mut *conn)
     .await?;
