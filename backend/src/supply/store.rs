@@ -544,9 +544,22 @@ pub async fn sweep_once(
     settings: &ControlSettings,
     all: bool,
 ) -> Result<usize, sqlx::Error> {
+    sweep(pool, settings, all, false).await
+}
+
+/// [`sweep_once`]; `paced`: after each batch, pause as long as the batch took, so that a sweep
+/// of a large estate (the first after a start, the hourly full one) takes at most about half
+/// of the database's attention and the console stays responsive meanwhile.
+async fn sweep(
+    pool: &PgPool,
+    settings: &ControlSettings,
+    all: bool,
+    paced: bool,
+) -> Result<usize, sqlx::Error> {
     let mut after = 0_i64;
     let mut judged = 0;
     loop {
+        let started = std::time::Instant::now();
         let mut tx = pool.begin().await?;
         let ids = sqlx::query_scalar!(
             r#"select id from workloads
@@ -565,6 +578,9 @@ pub async fn sweep_once(
         judged += evaluate_workloads(&mut tx, &ids, settings, Utc::now()).await?;
         tx.commit().await?;
         after = last;
+        if paced && ids.len() as i64 == SWEEP_BATCH {
+            tokio::time::sleep(started.elapsed()).await;
+        }
     }
     Ok(judged)
 }
@@ -589,7 +605,7 @@ pub fn spawn(pool: PgPool, config: &Config, tasks: &TaskTracker, cancel: &Cancel
             let mut round: u32 = 0;
             loop {
                 let all = round % FULL_SWEEP_EVERY == 0;
-                if let Err(err) = sweep_once(&pool, &settings, all).await {
+                if let Err(err) = sweep(&pool, &settings, all, true).await {
                     tracing::warn!(%err, "judging the image controls of workloads failed");
                 }
                 round = round.wrapping_add(1);

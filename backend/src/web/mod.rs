@@ -51,6 +51,8 @@ pub struct AppState {
     /// Fires when the server shuts down; long-running handlers (streams) stop on it.
     pub shutdown: CancellationToken,
     pub started_at: Instant,
+    /// Posture summaries counted recently (see [`findings::SummaryCache`]).
+    pub summaries: Arc<findings::SummaryCache>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             shutdown,
             started_at: Instant::now(),
+            summaries: Arc::new(findings::SummaryCache::default()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! scores, the API, and the live engine end to end through the real Docker collector
 //! (containers named `hm-test-findings-<random>-…`, removed by a guard, also on failure).
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use harbormaster::collect::docker::Collector;
 use harbormaster::config::parse_docker_endpoint;
 use harbormaster::findings::{self, store, waivers};
@@ -412,6 +412,11 @@ async fn the_api_filters_pages_summarizes_and_takes_waiver_requests(pool: PgPool
 
     let (status, summary) = get_json(&app, "/api/v1/posture/summary?by=namespace").await;
     assert_eq!(status, 200);
+    let computed_at: DateTime<Utc> = summary["computed_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        Utc::now() - computed_at < ChronoDuration::seconds(5),
+        "{summary}"
+    );
     let groups = summary["groups"].as_array().unwrap();
     let team_a = groups.iter().find(|g| g["key"] == "team-a").unwrap();
     assert_eq!(team_a["critical"], 1);
