@@ -32,6 +32,7 @@ use super::page::{query_string, PageContext};
 use super::params::{
     one_of, parse_bool, parse_id, parse_limit, parse_severity, unknown, DEFAULT_LIMIT,
 };
+use super::recent::Recent;
 use super::{AppState, RoutePolicy, WebError};
 use crate::auth::audit::{self, Outcome};
 use crate::auth::{Principal, Role};
@@ -278,68 +279,35 @@ pub struct SummaryRow {
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub by: String,
-    /// When the groups were counted: at most [`SUMMARY_MAX_AGE`] ago.
+    /// When the groups were counted: at most [`super::recent::MAX_AGE`] ago.
     pub computed_at: DateTime<Utc>,
     pub groups: Vec<SummaryRow>,
 }
 
 /// The groupings of the posture summary.
 pub const SUMMARY_GROUPINGS: [&str; 4] = ["source", "namespace", "team", "check"];
-/// How long a counted posture summary is served before it is counted again.
-pub const SUMMARY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The posture summaries are aggregates over every open finding or every workload: each
-/// grouping is counted at most once per [`SUMMARY_MAX_AGE`] by this server, and whoever asks
-/// meanwhile (or while it is being counted) gets that result with its time — a dashboard
-/// polled by many clients costs one count, not one per client.
+/// grouping is counted at most once per [`super::recent::MAX_AGE`] by this server.
 #[derive(Default)]
 pub struct SummaryCache {
-    slots: std::sync::Mutex<
-        HashMap<&'static str, std::sync::Arc<tokio::sync::Mutex<Option<Counted>>>>,
-    >,
-}
-
-struct Counted {
-    at: std::time::Instant,
-    computed_at: DateTime<Utc>,
-    groups: Vec<SummaryRow>,
+    groupings: [Recent<Vec<SummaryRow>>; 4],
 }
 
 impl SummaryCache {
-    /// The summary `by` one of [`SUMMARY_GROUPINGS`], counted now or at most
-    /// [`SUMMARY_MAX_AGE`] ago.
+    /// The summary `by` one of [`SUMMARY_GROUPINGS`], counted now or a moment ago.
     pub async fn get(
         &self,
         pool: &PgPool,
         by: &str,
     ) -> Result<(DateTime<Utc>, Vec<SummaryRow>), WebError> {
-        let Some(key) = SUMMARY_GROUPINGS.iter().copied().find(|g| *g == by) else {
-            // Unknown groupings answer the same error as an uncached count.
+        let Some(index) = SUMMARY_GROUPINGS.iter().position(|g| *g == by) else {
+            // An unknown grouping gets the same error as a count would.
             return Ok((Utc::now(), posture_summary(pool, by).await?));
         };
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone();
-        let mut counted = slot.lock().await;
-        if let Some(fresh) = counted
-            .as_ref()
-            .filter(|c| c.at.elapsed() < SUMMARY_MAX_AGE)
-        {
-            return Ok((fresh.computed_at, fresh.groups.clone()));
-        }
-        let computed_at = Utc::now();
-        let at = std::time::Instant::now();
-        let groups = posture_summary(pool, key).await?;
-        *counted = Some(Counted {
-            at,
-            computed_at,
-            groups: groups.clone(),
-        });
-        Ok((computed_at, groups))
+        self.groupings[index]
+            .get(|| posture_summary(pool, by))
+            .await
     }
 }
 

@@ -19,6 +19,7 @@ pub mod overview;
 pub mod ownership;
 pub mod page;
 pub mod params;
+pub mod recent;
 pub mod reviews;
 pub mod sources;
 pub mod workloads;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub started_at: Instant,
     /// Posture summaries counted recently (see [`findings::SummaryCache`]).
     pub summaries: Arc<findings::SummaryCache>,
+    /// The overview's counts per lifecycle stage, computed a moment ago.
+    pub stage_counts: Arc<recent::Recent<Vec<crate::inventory::query::StageCount>>>,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             shutdown,
             started_at: Instant::now(),
             summaries: Arc::new(findings::SummaryCache::default()),
+            stage_counts: Arc::new(recent::Recent::default()),
         }
     }
 }

@@ -259,7 +259,10 @@ async fn get_overview(
         }
     }
     let today = Utc::now().date_naive();
-    let stages = query::stage_counts(&state.pool).await?;
+    let (_, stages) = state
+        .stage_counts
+        .get(|| query::stage_counts(&state.pool))
+        .await?;
     let posture = EstatePosture::of_live(&stages);
     let mut history = trend::history(
         &state.pool,
