@@ -162,6 +162,30 @@ pub async fn open(pool: &PgPool, new: NewIncident) -> Result<(Incident, bool), I
             "an affected workload does not exist".into(),
         ));
     }
+    // An incident opened from findings is about their workloads too: they can be isolated
+    // without being named again.
+    let mut findings = new.finding_ids.clone();
+    findings.sort_unstable();
+    findings.dedup();
+    if !findings.is_empty() {
+        let rows = sqlx::query!(
+            "select id, workload_id from findings where id = any($1)",
+            &findings
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(missing) = findings
+            .iter()
+            .find(|id| !rows.iter().any(|row| row.id == **id))
+        {
+            return Err(IncidentError::Invalid(format!(
+                "finding {missing} does not exist"
+            )));
+        }
+        wanted.extend(rows.iter().map(|row| row.workload_id));
+        wanted.sort_unstable();
+        wanted.dedup();
+    }
     let origin = if !new.finding_ids.is_empty() {
         "finding"
     } else if !wanted.is_empty() {
@@ -179,7 +203,7 @@ pub async fn open(pool: &PgPool, new: NewIncident) -> Result<(Incident, bool), I
         origin,
         new.assignee,
         new.opened_by,
-        &new.finding_ids,
+        &findings,
         new.idempotency_key,
     )
     .fetch_optional(&mut *tx)
@@ -217,7 +241,7 @@ pub async fn open(pool: &PgPool, new: NewIncident) -> Result<(Incident, bool), I
         id,
         new.opened_by,
         new.note,
-        json!({"workloads": wanted, "findings": new.finding_ids, "severity": new.severity}),
+        json!({"workloads": wanted, "findings": findings, "severity": new.severity}),
     )
     .execute(&mut *tx)
     .await?;

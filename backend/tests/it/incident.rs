@@ -709,3 +709,72 @@ async fn an_action_a_dead_server_left_running_too_often_is_marked_failed_with_th
         .unwrap()
         .contains("the server stopped while this action ran"));
 }
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn an_incident_opened_from_findings_is_about_their_workloads(pool: PgPool) {
+    let source = sources::ensure(&pool, "docker", LOCAL, LOCAL)
+        .await
+        .unwrap();
+    let mut workloads = Vec::new();
+    for name in ["miner", "web"] {
+        let id: i64 = sqlx::query_scalar(
+            "insert into workloads (source_id, namespace, kind, name, stage)
+             values ($1, '', 'Container', $2, 'run') returning id",
+        )
+        .bind(source)
+        .bind(name)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        workloads.push(id);
+    }
+    let finding: i64 = sqlx::query_scalar(
+        "insert into findings (workload_id, check_id, severity, layer, message)
+         values ($1, 'mount.runtime_socket', 'critical', 'runtime', 'the Docker socket is mounted')
+         returning id",
+    )
+    .bind(workloads[0])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let app = TestApp::spawn(pool.clone()).await;
+    let responder = app.login_as(Role::Responder).await;
+
+    let (status, incident) = post(
+        &responder,
+        "/api/v1/incidents",
+        None,
+        json!({"title": "socket abuse", "severity": "critical", "finding_ids": [finding],
+               "workload_ids": [workloads[1]]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{incident}");
+    let view = get(&responder, &format!("/api/v1/incidents/{}", incident["id"])).await;
+    let mut affected: Vec<i64> = view["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_i64().unwrap())
+        .collect();
+    affected.sort_unstable();
+    assert_eq!(
+        affected, workloads,
+        "the finding's workload joins the named one: {view}"
+    );
+    assert_eq!(view["origin"], "finding");
+
+    let (status, refused) = post(
+        &responder,
+        "/api/v1/incidents",
+        None,
+        json!({"title": "ghost", "severity": "low", "finding_ids": [finding + 1000]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("finding {} does not exist", finding + 1000)),
+        "{refused}"
+    );
+}
