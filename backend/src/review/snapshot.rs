@@ -124,86 +124,74 @@ pub async fn take(
     .await?;
 
     step(2).await?;
+    // The three posture tables in one pass over the stored open findings (grouping sets), so
+    // the million jsonb rows of a large review are read once, not three times.
     sqlx::query!(
-        r#"with agg as (
-               select coalesce(cells->>5, '(unowned)') as team,
-                      count(distinct (cells->>1)::bigint) as workloads,
-                      count(*) as open,
-                      count(*) filter (where (cells->>13)::boolean) as waived,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'critical') as critical,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'high') as high,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'medium') as medium,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'low') as low,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'info') as info
+        r#"with base as (
+               select coalesce(cells->>5, '(unowned)') as team, cells->>4 as layer,
+                      cells->>2 as check_id, cells->>3 as severity,
+                      (cells->>1)::bigint as workload, (cells->>13)::boolean as waived
                from review_rows where review_id = $1 and tbl = 'open_findings'
-               group by 1
+           ),
+           agg as materialized (
+               select grouping(team, layer, check_id, severity) as g, team, layer, check_id,
+                      severity,
+                      count(distinct workload) as workloads,
+                      count(*) as open,
+                      count(*) filter (where waived) as waived,
+                      count(*) filter (where not waived and severity = 'critical') as critical,
+                      count(*) filter (where not waived and severity = 'high') as high,
+                      count(*) filter (where not waived and severity = 'medium') as medium,
+                      count(*) filter (where not waived and severity = 'low') as low,
+                      count(*) filter (where not waived and severity = 'info') as info
+               from base
+               group by grouping sets ((team), (layer), (check_id, severity, layer))
            ),
            teams_in_scope as (select name from teams where $2::bigint is null or id = $2),
-           rows as (
+           team_rows as (
                select coalesce(a.team, t.name) as team, coalesce(a.workloads, 0) as workloads,
                       coalesce(a.open, 0) as open, coalesce(a.waived, 0) as waived,
                       coalesce(a.critical, 0) as critical, coalesce(a.high, 0) as high,
                       coalesce(a.medium, 0) as medium, coalesce(a.low, 0) as low,
                       coalesce(a.info, 0) as info
-               from agg a full join teams_in_scope t on t.name = a.team
-           )
-           insert into review_rows (review_id, tbl, key, cells)
-           select $1, 'posture_by_team',
-                  row_number() over (order by team = '(unowned)', lower(team), team),
-                  jsonb_build_array(team, workloads, open, waived, critical, high, medium, low, info)
-           from rows"#,
-        id,
-        team
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        r#"with agg as (
-               select cells->>4 as layer,
-                      count(*) as open,
-                      count(*) filter (where (cells->>13)::boolean) as waived,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'critical') as critical,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'high') as high,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'medium') as medium,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'low') as low,
-                      count(*) filter (where not (cells->>13)::boolean and cells->>3 = 'info') as info
-               from review_rows where review_id = $1 and tbl = 'open_findings'
-               group by 1
+               from (select * from agg where g = 7) a
+               full join teams_in_scope t on t.name = a.team
+           ),
+           by_team as (
+               insert into review_rows (review_id, tbl, key, cells)
+               select $1, 'posture_by_team',
+                      row_number() over (order by team = '(unowned)', lower(team), team),
+                      jsonb_build_array(team, workloads, open, waived, critical, high, medium,
+                                        low, info)
+               from team_rows
            ),
            layers as (
                select l as layer, n from unnest(array['application', 'image', 'runtime',
                                                       'orchestration', 'host']) with ordinality as x(l, n)
            ),
-           rows as (
+           layer_rows as (
                select coalesce(a.layer, l.layer) as layer, coalesce(l.n, 99) as n,
                       coalesce(a.open, 0) as open, coalesce(a.waived, 0) as waived,
                       coalesce(a.critical, 0) as critical, coalesce(a.high, 0) as high,
                       coalesce(a.medium, 0) as medium, coalesce(a.low, 0) as low,
                       coalesce(a.info, 0) as info
-               from agg a full join layers l on l.layer = a.layer
+               from (select * from agg where g = 11) a
+               full join layers l on l.layer = a.layer
+           ),
+           by_layer as (
+               insert into review_rows (review_id, tbl, key, cells)
+               select $1, 'posture_by_layer', row_number() over (order by n, layer),
+                      jsonb_build_array(layer, open, waived, critical, high, medium, low, info)
+               from layer_rows
            )
            insert into review_rows (review_id, tbl, key, cells)
-           select $1, 'posture_by_layer', row_number() over (order by n, layer),
-                  jsonb_build_array(layer, open, waived, critical, high, medium, low, info)
-           from rows"#,
-        id
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        r#"insert into review_rows (review_id, tbl, key, cells)
            select $1, 'posture_by_check',
                   row_number() over (order by array_position(array['critical', 'high', 'medium', 'low', 'info'], severity),
                                               open desc, check_id),
                   jsonb_build_array(check_id, severity, layer, workloads, open, waived)
-           from (
-               select cells->>2 as check_id, cells->>3 as severity, cells->>4 as layer,
-                      count(distinct (cells->>1)::bigint) as workloads, count(*) as open,
-                      count(*) filter (where (cells->>13)::boolean) as waived
-               from review_rows where review_id = $1 and tbl = 'open_findings'
-               group by 1, 2, 3
-           ) agg"#,
-        id
+           from agg where g = 8"#,
+        id,
+        team
     )
     .execute(&mut *tx)
     .await?;

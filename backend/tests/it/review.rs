@@ -386,6 +386,36 @@ async fn a_review_asked_through_the_api_agrees_across_every_format_and_with_the_
             ("(unowned)".into(), 3)
         ]
     );
+    // Every posture table accounts for every open finding, and per layer and per check as
+    // the database counts them.
+    for table in ["posture_by_team", "posture_by_layer", "posture_by_check"] {
+        let total: i64 = json["tables"][table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["open"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, open, "{table}");
+    }
+    for (column, table) in [
+        ("layer", "posture_by_layer"),
+        ("check_id", "posture_by_check"),
+    ] {
+        let counted: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "select {column}, count(*) from findings where status = 'open' group by 1 order by 1"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut stored: std::collections::BTreeMap<String, i64> = Default::default();
+        for row in json["tables"][table].as_array().unwrap() {
+            *stored
+                .entry(row[column].as_str().unwrap().to_string())
+                .or_default() += row["open"].as_i64().unwrap();
+        }
+        stored.retain(|_, open| *open > 0);
+        assert_eq!(stored.into_iter().collect::<Vec<_>>(), counted, "{table}");
+    }
     let waivers = json["tables"]["waivers"].as_array().unwrap();
     assert_eq!(waivers.len(), 1);
     assert_eq!(waivers[0]["expiring_within_30_days"], true);
