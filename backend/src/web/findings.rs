@@ -87,7 +87,7 @@ pub struct FindingFilter {
 }
 
 /// The parameters of a finding list.
-const PARAMETERS: &[&str] = &[
+pub(super) const PARAMETERS: &[&str] = &[
     "check",
     "severity",
     "status",

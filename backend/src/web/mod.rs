@@ -15,6 +15,7 @@ pub mod incidents;
 pub mod json;
 pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod overview;
 pub mod ownership;
 pub mod page;
@@ -96,6 +97,7 @@ pub fn route_policies() -> Vec<RoutePolicy> {
         ownership::POLICIES,
         images::POLICIES,
         reviews::POLICIES,
+        openapi::POLICIES,
     ]
     .concat()
 }
@@ -123,7 +125,8 @@ pub fn router(
         .merge(notifications::router())
         .merge(ownership::router())
         .merge(images::router())
-        .merge(reviews::router());
+        .merge(reviews::router())
+        .merge(openapi::router());
     if let Some(extra) = extra {
         routes = routes.merge(extra);
     }

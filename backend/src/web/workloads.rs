@@ -60,7 +60,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The parameters of a workload list: the filters and order first.
-const PARAMETERS: &[&str] = &[
+pub(super) const PARAMETERS: &[&str] = &[
     "source",
     "namespace",
     "kind",

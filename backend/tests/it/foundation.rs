@@ -24,6 +24,29 @@ async fn health_and_readiness_answer_when_the_database_is_migrated(pool: PgPool)
     assert_eq!(body["status"], "ready");
 }
 
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn the_api_is_described_by_an_openapi_document_anyone_may_read(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let response = app.get("/api/v1/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/workloads", "get"),
+        ("/api/v1/incidents/{id}/{step}", "post"),
+        ("/api/v1/reviews/{id}/export", "get"),
+        ("/api/v1/events/build", "post"),
+    ] {
+        assert!(paths[path][method]["summary"].is_string(), "{method} {path}");
+    }
+    assert_eq!(paths["/api/v1/events/build"]["post"]["x-harbormaster-role"], "ci");
+}
+
 #[sqlx::test(migrations = false)]
 async fn readiness_says_which_migrations_are_missing(pool: PgPool) {
     sqlx::query(
