@@ -42,9 +42,15 @@ async fn the_api_is_described_by_an_openapi_document_anyone_may_read(pool: PgPoo
         ("/api/v1/reviews/{id}/export", "get"),
         ("/api/v1/events/build", "post"),
     ] {
-        assert!(paths[path][method]["summary"].is_string(), "{method} {path}");
+        assert!(
+            paths[path][method]["summary"].is_string(),
+            "{method} {path}"
+        );
     }
-    assert_eq!(paths["/api/v1/events/build"]["post"]["x-harbormaster-role"], "ci");
+    assert_eq!(
+        paths["/api/v1/events/build"]["post"]["x-harbormaster-role"],
+        "ci"
+    );
 }
 
 #[sqlx::test(migrations = false)]
