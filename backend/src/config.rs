@@ -214,6 +214,8 @@ const NOTIFY_TIMEOUT: Setting = Setting::new(
 );
 const NOTIFY_CHANNELS: Setting = Setting::new(None, None, "notifications.channels");
 const NOTIFY_ROUTES: Setting = Setting::new(None, None, "notifications.routes");
+const OWNERSHIP_TEAMS: Setting = Setting::new(None, None, "ownership.teams");
+const OWNERSHIP_RULES: Setting = Setting::new(None, None, "ownership.rules");
 const OWNERSHIP_LABEL_KEYS: Setting = Setting::new(
     None,
     Some("HARBORMASTER_OWNERSHIP_LABEL_KEYS"),
@@ -353,6 +355,39 @@ pub struct NotifyConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileOwnership {
     pub label_keys: Option<Vec<String>>,
+    /// Teams kept in the file (created at start when missing).
+    #[serde(default)]
+    pub teams: Vec<ConfiguredTeam>,
+    /// Ownership rules kept in the file: applied at every start, beside the console's.
+    #[serde(default)]
+    pub rules: Vec<ConfiguredRule>,
+}
+
+/// `[[ownership.teams]]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredTeam {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub contact: String,
+}
+
+/// `[[ownership.rules]]`: as the API's rules, with the team and source by name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredRule {
+    /// workload_label, namespace_label, image_prefix or source_default.
+    pub kind: String,
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    /// The source's name, for `source_default`.
+    pub source: Option<String>,
+    /// One layer; none: every layer.
+    pub layer: Option<String>,
+    pub team: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -534,6 +569,9 @@ pub struct Config {
     pub notifications: NotifyConfig,
     /// The workload / namespace label and annotation keys whose value names the owning team.
     pub ownership_label_keys: Vec<String>,
+    /// Teams and ownership rules from the file.
+    pub ownership_teams: Vec<ConfiguredTeam>,
+    pub ownership_rules: Vec<ConfiguredRule>,
     pub images: ImagesConfig,
     pub reviews: ReviewsConfig,
     /// Where the values came from, for the overview page.
@@ -809,6 +847,52 @@ impl Config {
                 format!("'{bad}' is not a label key"),
             ));
         }
+        for team in &file.ownership.teams {
+            if team.name.trim().is_empty()
+                || !crate::ownership::TEAM_KINDS.contains(&team.kind.as_str())
+            {
+                return Err(ConfigError::new(
+                    &OWNERSHIP_TEAMS,
+                    format!(
+                        "team '{}': needs a name and a kind, one of {}",
+                        team.name,
+                        crate::ownership::TEAM_KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (n, rule) in file.ownership.rules.iter().enumerate() {
+            let problem = if crate::ownership::RuleKind::parse(&rule.kind).is_none() {
+                Some(format!(
+                    "kind '{}' is not one of workload_label, namespace_label, image_prefix, source_default",
+                    rule.kind
+                ))
+            } else if rule
+                .layer
+                .as_deref()
+                .is_some_and(|layer| !crate::ownership::LAYERS.contains(&layer))
+            {
+                Some(format!(
+                    "layer '{}' is not one of {}",
+                    rule.layer.as_deref().unwrap_or_default(),
+                    crate::ownership::LAYERS.join(", ")
+                ))
+            } else if rule.team.trim().is_empty() {
+                Some("names no team".to_string())
+            } else if rule.kind == "source_default" && rule.source.is_none() {
+                Some("a source_default rule names its source".to_string())
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::new(
+                    &OWNERSHIP_RULES,
+                    format!("rule {}: {problem}", n + 1),
+                ));
+            }
+        }
+        let ownership_teams = file.ownership.teams;
+        let ownership_rules = file.ownership.rules;
         let images = ImagesConfig {
             allowed_registries: match env(&ALLOWED_REGISTRIES) {
                 Some(list) => Some(split_list(&list)),
@@ -896,6 +980,8 @@ impl Config {
             runtime,
             notifications,
             ownership_label_keys,
+            ownership_teams,
+            ownership_rules,
             images,
             reviews,
             config_file,
@@ -1496,6 +1582,42 @@ mod tests {
         let err = load(&raw(), file, &[]).unwrap_err();
         assert!(err.to_string().contains("notifications.channels"), "{err}");
         assert!(err.to_string().contains("signing_key"), "{err}");
+
+        // Ownership teams and rules: kept; a bad one named by its place in the file.
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[ownership.teams]]
+            name = "payments"
+            kind = "development"
+            [[ownership.rules]]
+            kind = "image_prefix"
+            value = "registry.example.com/payments/"
+            layer = "image"
+            team = "payments"
+            "#,
+        )
+        .unwrap();
+        let config = load(&raw(), file, &[]).unwrap();
+        assert_eq!(config.ownership_teams[0].name, "payments");
+        assert_eq!(config.ownership_rules[0].layer.as_deref(), Some("image"));
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[ownership.rules]]
+            kind = "image_prefix"
+            value = "a/"
+            team = "payments"
+            [[ownership.rules]]
+            kind = "colour_label"
+            team = "payments"
+            "#,
+        )
+        .unwrap();
+        let err = load(&raw(), file, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("ownership.rules") && err.contains("rule 2"),
+            "{err}"
+        );
+        assert!(err.contains("colour_label"), "{err}");
     }
 
     #[test]

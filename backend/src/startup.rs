@@ -61,6 +61,7 @@ impl Application {
         if let Err(err) = store_label_keys(&pool, &config.ownership_label_keys).await {
             tracing::warn!(error = %err, "cannot store the ownership label keys (HARBORMASTER_OWNERSHIP_LABEL_KEYS)");
         }
+        apply_configured_ownership(&pool, &config).await?;
         // The first sign-in with an unknown name should not pay for this.
         tokio::task::spawn_blocking(crate::auth::password::warm_up);
         let cancel = CancellationToken::new();
@@ -148,6 +149,41 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Creates the configuration file's teams and applies its ownership rules. A rule naming a
+/// team that does not exist stops the start with a message naming it.
+async fn apply_configured_ownership(pool: &PgPool, config: &Config) -> anyhow::Result<()> {
+    if config.ownership_teams.is_empty() && config.ownership_rules.is_empty() {
+        // Rules once in the file and now removed from it are removed too.
+        let configured = sqlx::query_scalar!(
+            r#"select exists(select 1 from ownership_rules where created_by = $1) as "any!""#,
+            crate::ownership::store::CONFIGURED_BY
+        )
+        .fetch_one(pool)
+        .await;
+        if !matches!(configured, Ok(true)) {
+            return Ok(());
+        }
+    }
+    let mut tx = pool.begin().await?;
+    let applied = crate::ownership::store::apply_configured(
+        &mut tx,
+        &config.ownership_teams,
+        &config.ownership_rules,
+    )
+    .await
+    .map_err(|err| {
+        anyhow::anyhow!("ownership.rules / ownership.teams in the configuration: {err}")
+    })?;
+    tx.commit().await?;
+    if let Some(resolution) = applied {
+        tracing::info!(
+            ?resolution,
+            "ownership rules of the configuration applied; owners resolved again"
+        );
+    }
+    Ok(())
 }
 
 /// Writes the configured ownership label keys; owners are resolved again when they changed.

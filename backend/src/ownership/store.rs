@@ -47,6 +47,129 @@ pub async fn label_keys(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
     )
 }
 
+/// Who the configuration file's rules are recorded as created by.
+pub const CONFIGURED_BY: &str = "harbormaster.toml";
+
+/// A rule as stored: kind, key, value, source, layer, team.
+type RuleRow = (String, String, String, Option<i64>, Option<String>, i64);
+
+/// Creates the teams of the configuration file that do not exist yet, and makes the rules it
+/// records as [`CONFIGURED_BY`] exactly the file's; when they changed, every workload is resolved
+/// again. A rule naming a team that does not exist is refused; a `source_default` rule whose
+/// source has not been collected yet waits for the next start. Returns the resolution when owners
+/// were resolved again.
+pub async fn apply_configured(
+    conn: &mut PgConnection,
+    teams: &[crate::config::ConfiguredTeam],
+    rules: &[crate::config::ConfiguredRule],
+) -> Result<Option<Resolution>, OwnershipError> {
+    // Replicas starting together apply the file one after the other.
+    sqlx::query!("select pg_advisory_xact_lock(7120003)")
+        .execute(&mut *conn)
+        .await?;
+    for team in teams {
+        let exists = sqlx::query_scalar!(
+            "select id from teams where lower(name) = lower($1)",
+            team.name.trim()
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if exists.is_none() {
+            create_team(&mut *conn, &team.name, &team.kind, &team.contact).await?;
+        }
+    }
+    let mut wanted: Vec<RuleRow> = Vec::new();
+    for (n, rule) in rules.iter().enumerate() {
+        let team = sqlx::query_scalar!(
+            "select id from teams where lower(name) = lower($1)",
+            rule.team.trim()
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            OwnershipError::Invalid(format!(
+                "ownership rule {} of the configuration names team '{}', which does not exist",
+                n + 1,
+                rule.team
+            ))
+        })?;
+        let source = match &rule.source {
+            Some(name) => {
+                let id = sqlx::query_scalar!("select id from sources where name = $1", name)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if id.is_none() {
+                    tracing::warn!(
+                        rule = n + 1,
+                        source = %name,
+                        "an ownership rule of the configuration names a source not collected yet; it applies from the next start"
+                    );
+                    continue;
+                }
+                id
+            }
+            None => None,
+        };
+        wanted.push((
+            rule.kind.clone(),
+            rule.key.trim().to_string(),
+            rule.value.trim().to_string(),
+            source,
+            rule.layer.clone(),
+            team,
+        ));
+    }
+    let mut stored: Vec<RuleRow> = sqlx::query!(
+        "select kind, key, value, source_id, layer, team_id from ownership_rules
+             where created_by = $1",
+        CONFIGURED_BY
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.kind, r.key, r.value, r.source_id, r.layer, r.team_id))
+    .collect();
+    stored.sort();
+    let mut sorted = wanted.clone();
+    sorted.sort();
+    if stored == sorted {
+        return Ok(None);
+    }
+    sqlx::query!(
+        "delete from ownership_rules where created_by = $1",
+        CONFIGURED_BY
+    )
+    .execute(&mut *conn)
+    .await?;
+    for (kind, key, value, source_id, layer, team_id) in wanted {
+        let new = NewRule {
+            kind,
+            key,
+            value,
+            source_id,
+            layer,
+            team_id,
+        };
+        new.validate()?;
+        sqlx::query!(
+            "insert into ownership_rules (kind, key, value, source_id, layer, team_id, created_by)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+            new.kind,
+            new.key,
+            new.value,
+            new.source_id,
+            new.layer,
+            new.team_id,
+            CONFIGURED_BY
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Some(
+        resolve_all(conn, "the ownership rules of the configuration changed").await?,
+    ))
+}
+
 /// Stores the configured label keys; when they changed, every workload is resolved again.
 pub async fn apply_label_keys(
     conn: &mut PgConnection,

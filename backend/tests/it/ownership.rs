@@ -883,3 +883,86 @@ async fn the_ownership_pages_work_in_a_real_browser(pool: PgPool) {
     assert_eq!(cell.text().await.unwrap(), "1");
     browser.close().await;
 }
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn teams_and_rules_of_the_configuration_file_apply_at_start_and_leave_with_it(pool: PgPool) {
+    use harbormaster::config::{ConfiguredRule, ConfiguredTeam};
+
+    let source = sources::ensure(&pool, "kubernetes", "prod", "https://prod:6443")
+        .await
+        .unwrap();
+    let id = workload(
+        &pool,
+        source,
+        "shop",
+        "api",
+        json!({}),
+        "registry.example.com/pay/api:1",
+        0,
+    )
+    .await;
+    let mut config = crate::common::test_config();
+    config.ownership_teams = vec![ConfiguredTeam {
+        name: "payments".into(),
+        kind: "development".into(),
+        contact: String::new(),
+    }];
+    config.ownership_rules = vec![ConfiguredRule {
+        kind: "image_prefix".into(),
+        key: String::new(),
+        value: "registry.example.com/pay/".into(),
+        source: None,
+        layer: Some("image".into()),
+        team: "payments".into(),
+    }];
+    let owner = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>(
+            "select t.name from workload_owners o join teams t on t.id = o.team_id
+             where o.workload_id = $1 and o.layer = 'image'",
+        )
+        .bind(id)
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    };
+
+    let app = TestApp::spawn_with(pool.clone(), config.clone(), None).await;
+    assert_eq!(owner(pool.clone()).await.as_deref(), Some("payments"));
+    let admin = app.login_as(Role::Admin).await;
+    let rules: Value = admin
+        .get("/api/v1/ownership-rules")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rules.to_string().contains("harbormaster.toml"), "{rules}");
+    drop(app);
+
+    // A start with the same file changes nothing; a start without the rule removes it.
+    TestApp::spawn_with(pool.clone(), config.clone(), None).await;
+    let configured: i64 = sqlx::query_scalar(
+        "select count(*) from ownership_rules where created_by = 'harbormaster.toml'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(configured, 1);
+    config.ownership_rules.clear();
+    TestApp::spawn_with(pool.clone(), config.clone(), None).await;
+    assert_eq!(owner(pool.clone()).await, None);
+
+    // A rule naming a team that does not exist stops the start, naming it.
+    config.ownership_rules = vec![ConfiguredRule {
+        kind: "namespace_label".into(),
+        key: "team".into(),
+        value: "shop".into(),
+        source: None,
+        layer: None,
+        team: "nobody".into(),
+    }];
+    let err = harbormaster::startup::Application::with_pool(config, pool.clone())
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(err.to_string().contains("'nobody'"), "{err:#}");
+}
