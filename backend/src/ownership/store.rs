@@ -467,6 +467,80 @@ pub async fn create_rule(
     new: &NewRule,
     by: &str,
 ) -> Result<(Rule, Resolution), OwnershipError> {
+    let (kind, source_id) = checked(conn, new).await?;
+    let rule = sqlx::query_as!(
+        Rule,
+        r#"insert into ownership_rules (kind, key, value, source_id, layer, team_id, created_by)
+           values ($1, $2, $3, $4, $5, $6, $7)
+           returning id, kind, key, value, source_id, layer, team_id, created_by, created_at"#,
+        kind.as_str(),
+        new.key.trim(),
+        new.value.trim(),
+        source_id,
+        new.layer,
+        new.team_id,
+        by
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let affected = affected_by_rule(conn, &rule).await?;
+    let resolution = resolve(conn, &affected, &format!("rule {} added", rule.id)).await?;
+    Ok((rule, resolution))
+}
+
+/// Changes a rule in place (its place in the order of rules of its kind stays) and resolves the
+/// workloads it decided before or may decide now. Rules kept in the configuration file are
+/// changed there.
+pub async fn update_rule(
+    conn: &mut PgConnection,
+    id: i64,
+    new: &NewRule,
+) -> Result<(Rule, Resolution), OwnershipError> {
+    let old = sqlx::query_as!(
+        Rule,
+        r#"select id, kind, key, value, source_id, layer, team_id, created_by, created_at
+           from ownership_rules where id = $1 for update"#,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| OwnershipError::NotFound(format!("there is no ownership rule {id}")))?;
+    if old.created_by == CONFIGURED_BY {
+        return Err(OwnershipError::Conflict(format!(
+            "ownership rule {id} is kept in harbormaster.toml: change it there"
+        )));
+    }
+    let (kind, source_id) = checked(conn, new).await?;
+    let mut affected = affected_by_rule(conn, &old).await?;
+    let rule = sqlx::query_as!(
+        Rule,
+        r#"update ownership_rules
+           set kind = $2, key = $3, value = $4, source_id = $5, layer = $6, team_id = $7
+           where id = $1
+           returning id, kind, key, value, source_id, layer, team_id, created_by, created_at"#,
+        id,
+        kind.as_str(),
+        new.key.trim(),
+        new.value.trim(),
+        source_id,
+        new.layer,
+        new.team_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    affected.extend(affected_by_rule(conn, &rule).await?);
+    affected.sort_unstable();
+    affected.dedup();
+    let resolution = resolve(conn, &affected, &format!("rule {id} changed")).await?;
+    Ok((rule, resolution))
+}
+
+/// Validates a rule against the catalog of kinds and layers and the teams and sources that
+/// exist; returns the source it applies to (only a `source_default` rule has one).
+async fn checked(
+    conn: &mut PgConnection,
+    new: &NewRule,
+) -> Result<(RuleKind, Option<i64>), OwnershipError> {
     let kind = new.validate()?;
     if team(&mut *conn, new.team_id).await?.is_none() {
         return Err(OwnershipError::Invalid(format!(
@@ -488,24 +562,7 @@ pub async fn create_rule(
     let source_id = (kind == RuleKind::SourceDefault)
         .then_some(new.source_id)
         .flatten();
-    let rule = sqlx::query_as!(
-        Rule,
-        r#"insert into ownership_rules (kind, key, value, source_id, layer, team_id, created_by)
-           values ($1, $2, $3, $4, $5, $6, $7)
-           returning id, kind, key, value, source_id, layer, team_id, created_by, created_at"#,
-        kind.as_str(),
-        new.key.trim(),
-        new.value.trim(),
-        source_id,
-        new.layer,
-        new.team_id,
-        by
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let affected = affected_by_rule(conn, &rule).await?;
-    let resolution = resolve(conn, &affected, &format!("rule {} added", rule.id)).await?;
-    Ok((rule, resolution))
+    Ok((kind, source_id))
 }
 
 /// Deletes a rule and resolves the workloads it decided or might have.

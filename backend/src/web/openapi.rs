@@ -180,6 +180,11 @@ const OPERATIONS: &[Operation] = &[
     op("GET", "/api/v1/ownership-rules", "Ownership rules"),
     op("POST", "/api/v1/ownership-rules", "Add an ownership rule"),
     op(
+        "PUT",
+        "/api/v1/ownership-rules/{id}",
+        "Change an ownership rule in place",
+    ),
+    op(
         "DELETE",
         "/api/v1/ownership-rules/{id}",
         "Delete an ownership rule",

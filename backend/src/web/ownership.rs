@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, Redirect};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Form, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,7 @@ pub const POLICIES: &[RoutePolicy] = &[
     ),
     RoutePolicy::role(Method::GET, "/api/v1/ownership-rules", Role::Viewer),
     RoutePolicy::role(Method::POST, "/api/v1/ownership-rules", Role::Admin),
+    RoutePolicy::role(Method::PUT, "/api/v1/ownership-rules/{id}", Role::Admin),
     RoutePolicy::role(Method::DELETE, "/api/v1/ownership-rules/{id}", Role::Admin),
     RoutePolicy::role(Method::GET, "/api/v1/workloads/{id}/owners", Role::Viewer),
     RoutePolicy::role(Method::PUT, "/api/v1/workloads/{id}/owners", Role::Admin),
@@ -94,7 +95,10 @@ pub fn router() -> Router<AppState> {
             delete(remove_member),
         )
         .route("/api/v1/ownership-rules", get(list_rules).post(create_rule))
-        .route("/api/v1/ownership-rules/{id}", delete(delete_rule))
+        .route(
+            "/api/v1/ownership-rules/{id}",
+            put(update_rule).delete(delete_rule),
+        )
         .route(
             "/api/v1/workloads/{id}/owners",
             get(get_owners).put(put_owners),
@@ -490,6 +494,33 @@ async fn create_rule(
     let new: NewRule = parse_body(&body)?;
     let created = create_rule_in(&state, &principal, new).await?;
     Ok((StatusCode::CREATED, ApiJson(created)))
+}
+
+async fn update_rule(
+    State(state): State<AppState>,
+    RequireRole { principal, .. }: RequireRole<Admin>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<ApiJson<RuleCreated>, WebError> {
+    let id = parse_id("the rule id", &id)?;
+    let new: NewRule = parse_body(&body)?;
+    let details = json!({"kind": new.kind, "key": new.key, "value": new.value,
+                         "source_id": new.source_id, "layer": new.layer, "team_id": new.team_id});
+    let updated = audited(
+        &state,
+        &principal,
+        "ownership.rule.update",
+        &format!("ownership rule {id}"),
+        details,
+        |conn| {
+            Box::pin(async move {
+                let (rule, resolution) = store::update_rule(conn, id, &new).await?;
+                Ok(RuleCreated { rule, resolution })
+            })
+        },
+    )
+    .await?;
+    Ok(ApiJson(updated))
 }
 
 async fn delete_rule_in(

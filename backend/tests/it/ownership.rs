@@ -836,8 +836,22 @@ async fn the_ownership_pages_work_in_a_real_browser(pool: PgPool) {
         .click()
         .await
         .unwrap();
-    let heading = client.find(Locator::Css("main h1")).await.unwrap();
-    assert!(heading.text().await.unwrap().starts_with("payments"));
+    // The team's page, once the submit's navigation is done (the list page has an h1 too).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = match client.find(Locator::Css("main h1")).await {
+            Ok(heading) => heading.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.starts_with("payments") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the team page never came: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let finding_row = client
         .find(Locator::Css(".team-finding code"))
         .await
@@ -965,4 +979,96 @@ async fn teams_and_rules_of_the_configuration_file_apply_at_start_and_leave_with
         .err()
         .expect("the start is refused");
     assert!(err.to_string().contains("'nobody'"), "{err:#}");
+}
+
+#[sqlx::test(migrator = "harbormaster::db::MIGRATOR")]
+async fn an_admin_changes_a_rule_in_place_and_owners_follow_but_not_a_rule_of_the_file(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let admin = app.login_as(Role::Admin).await;
+    let source = sources::ensure(&pool, "kubernetes", "prod", "https://prod:6443")
+        .await
+        .unwrap();
+    let api = workload(
+        &pool,
+        source,
+        "shop",
+        "api",
+        json!({}),
+        "registry.example.com/pay/api:1",
+        0,
+    )
+    .await;
+    let web = workload(
+        &pool,
+        source,
+        "shop",
+        "web",
+        json!({}),
+        "registry.example.com/web/site:1",
+        0,
+    )
+    .await;
+    let ops = create_team(&admin, "ops", "operations").await;
+    let rule = create_rule(
+        &admin,
+        json!({"kind": "image_prefix", "value": "registry.example.com/pay/", "layer": "runtime",
+               "team_id": ops}),
+    )
+    .await;
+    assert!(owner_of(&owners(&admin, api).await, "runtime").starts_with("ops via"));
+
+    let changed = admin
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/ownership-rules/{rule}"),
+        )
+        .json(
+            &json!({"kind": "image_prefix", "value": "registry.example.com/web/",
+                      "layer": "runtime", "team_id": ops}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(body["rule"]["id"], rule, "changed in place: {body}");
+    assert_eq!(owner_of(&owners(&admin, api).await, "runtime"), "unowned");
+    assert!(owner_of(&owners(&admin, web).await, "runtime").starts_with("ops via"));
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_log where action = 'ownership.rule.update' and outcome = 'success'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+
+    let bad = admin
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/ownership-rules/{rule}"),
+        )
+        .json(&json!({"kind": "image_prefix", "value": "", "team_id": ops}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "an empty prefix is refused");
+
+    sqlx::query("update ownership_rules set created_by = 'harbormaster.toml' where id = $1")
+        .bind(rule)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = admin
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/ownership-rules/{rule}"),
+        )
+        .json(&json!({"kind": "image_prefix", "value": "x/", "team_id": ops}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(refused.text().await.unwrap().contains("harbormaster.toml"));
 }
