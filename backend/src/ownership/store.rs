@@ -496,15 +496,7 @@ pub async fn update_rule(
     id: i64,
     new: &NewRule,
 ) -> Result<(Rule, Resolution), OwnershipError> {
-    let old = sqlx::query_as!(
-        Rule,
-        r#"select id, kind, key, value, source_id, layer, team_id, created_by, created_at
-           from ownership_rules where id = $1 for update"#,
-        id
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| OwnershipError::NotFound(format!("there is no ownership rule {id}")))?;
+    let old = locked_rule(conn, id).await?;
     if old.created_by == CONFIGURED_BY {
         return Err(OwnershipError::Conflict(format!(
             "ownership rule {id} is kept in harbormaster.toml: change it there"
@@ -565,12 +557,9 @@ async fn checked(
     Ok((kind, source_id))
 }
 
-/// Deletes a rule and resolves the workloads it decided or might have.
-pub async fn delete_rule(
-    conn: &mut PgConnection,
-    id: i64,
-) -> Result<(Rule, Resolution), OwnershipError> {
-    let rule = sqlx::query_as!(
+/// Rule `id`, locked until the transaction ends.
+async fn locked_rule(conn: &mut PgConnection, id: i64) -> Result<Rule, OwnershipError> {
+    sqlx::query_as!(
         Rule,
         r#"select id, kind, key, value, source_id, layer, team_id, created_by, created_at
            from ownership_rules where id = $1 for update"#,
@@ -578,7 +567,15 @@ pub async fn delete_rule(
     )
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| OwnershipError::NotFound(format!("there is no ownership rule {id}")))?;
+    .ok_or_else(|| OwnershipError::NotFound(format!("there is no ownership rule {id}")))
+}
+
+/// Deletes a rule and resolves the workloads it decided or might have.
+pub async fn delete_rule(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<(Rule, Resolution), OwnershipError> {
+    let rule = locked_rule(conn, id).await?;
     let affected = affected_by_rule(conn, &rule).await?;
     sqlx::query!("delete from ownership_rules where id = $1", id)
         .execute(&mut *conn)
