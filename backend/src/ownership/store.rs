@@ -68,32 +68,20 @@ pub async fn apply_configured(
         .execute(&mut *conn)
         .await?;
     for team in teams {
-        let exists = sqlx::query_scalar!(
-            "select id from teams where lower(name) = lower($1)",
-            team.name.trim()
-        )
-        .fetch_optional(&mut *conn)
-        .await?;
-        if exists.is_none() {
+        if find_team(&mut *conn, &team.name).await?.is_none() {
             create_team(&mut *conn, &team.name, &team.kind, &team.contact).await?;
         }
     }
-    let mut wanted: Vec<RuleRow> = Vec::new();
+    let mut wanted: Vec<NewRule> = Vec::new();
     for (n, rule) in rules.iter().enumerate() {
-        let team = sqlx::query_scalar!(
-            "select id from teams where lower(name) = lower($1)",
-            rule.team.trim()
-        )
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| {
+        let team = find_team(&mut *conn, &rule.team).await?.ok_or_else(|| {
             OwnershipError::Invalid(format!(
                 "ownership rule {} of the configuration names team '{}', which does not exist",
                 n + 1,
                 rule.team
             ))
         })?;
-        let source = match &rule.source {
+        let source_id = match &rule.source {
             Some(name) => {
                 let id = sqlx::query_scalar!("select id from sources where name = $1", name)
                     .fetch_optional(&mut *conn)
@@ -110,15 +98,27 @@ pub async fn apply_configured(
             }
             None => None,
         };
-        wanted.push((
-            rule.kind.clone(),
-            rule.key.trim().to_string(),
-            rule.value.trim().to_string(),
-            source,
-            rule.layer.clone(),
-            team,
-        ));
+        wanted.push(NewRule {
+            // As stored, so that an unchanged file compares equal.
+            kind: RuleKind::parse(&rule.kind)
+                .map_or_else(|| rule.kind.clone(), |k| k.as_str().into()),
+            key: rule.key.trim().to_string(),
+            value: rule.value.trim().to_string(),
+            source_id,
+            layer: rule.layer.clone(),
+            team_id: team.id,
+        });
     }
+    let row = |r: &NewRule| -> RuleRow {
+        (
+            r.kind.clone(),
+            r.key.clone(),
+            r.value.clone(),
+            r.source_id,
+            r.layer.clone(),
+            r.team_id,
+        )
+    };
     let mut stored: Vec<RuleRow> = sqlx::query!(
         "select kind, key, value, source_id, layer, team_id from ownership_rules
              where created_by = $1",
@@ -130,7 +130,7 @@ pub async fn apply_configured(
     .map(|r| (r.kind, r.key, r.value, r.source_id, r.layer, r.team_id))
     .collect();
     stored.sort();
-    let mut sorted = wanted.clone();
+    let mut sorted: Vec<RuleRow> = wanted.iter().map(row).collect();
     sorted.sort();
     if stored == sorted {
         return Ok(None);
@@ -141,29 +141,8 @@ pub async fn apply_configured(
     )
     .execute(&mut *conn)
     .await?;
-    for (kind, key, value, source_id, layer, team_id) in wanted {
-        let new = NewRule {
-            kind,
-            key,
-            value,
-            source_id,
-            layer,
-            team_id,
-        };
-        new.validate()?;
-        sqlx::query!(
-            "insert into ownership_rules (kind, key, value, source_id, layer, team_id, created_by)
-             values ($1, $2, $3, $4, $5, $6, $7)",
-            new.kind,
-            new.key,
-            new.value,
-            new.source_id,
-            new.layer,
-            new.team_id,
-            CONFIGURED_BY
-        )
-        .execute(&mut *conn)
-        .await?;
+    for new in &wanted {
+        insert_rule(conn, new, CONFIGURED_BY).await?;
     }
     Ok(Some(
         resolve_all(conn, "the ownership rules of the configuration changed").await?,
@@ -467,8 +446,20 @@ pub async fn create_rule(
     new: &NewRule,
     by: &str,
 ) -> Result<(Rule, Resolution), OwnershipError> {
+    let rule = insert_rule(conn, new, by).await?;
+    let affected = affected_by_rule(conn, &rule).await?;
+    let resolution = resolve(conn, &affected, &format!("rule {} added", rule.id)).await?;
+    Ok((rule, resolution))
+}
+
+/// Checks a rule and stores it, recorded as created `by`; owners are not resolved here.
+async fn insert_rule(
+    conn: &mut PgConnection,
+    new: &NewRule,
+    by: &str,
+) -> Result<Rule, OwnershipError> {
     let (kind, source_id) = checked(conn, new).await?;
-    let rule = sqlx::query_as!(
+    Ok(sqlx::query_as!(
         Rule,
         r#"insert into ownership_rules (kind, key, value, source_id, layer, team_id, created_by)
            values ($1, $2, $3, $4, $5, $6, $7)
@@ -482,10 +473,7 @@ pub async fn create_rule(
         by
     )
     .fetch_one(&mut *conn)
-    .await?;
-    let affected = affected_by_rule(conn, &rule).await?;
-    let resolution = resolve(conn, &affected, &format!("rule {} added", rule.id)).await?;
-    Ok((rule, resolution))
+    .await?)
 }
 
 /// Changes a rule in place (its place in the order of rules of its kind stays) and resolves the
